@@ -1,0 +1,194 @@
+"""Runtime: the Python face of one native scheduler (workers, slots, timer).
+
+Hazards worth knowing before changing this file (see docs/HACKING.md):
+- The default runtime is stopped by an atexit hook, before interpreter
+  finalization: workers that are still switching Python tstates while the
+  interpreter tears down crash the process now and then.
+- shutdown() must not hold the GIL while it waits: the GVThreads it waits
+  for need the GIL to finish.  cffi calls release it.
+"""
+from __future__ import annotations
+
+import atexit
+import linecache
+import os
+import threading
+from typing import Any, Callable, Optional
+
+from gvthread._native import ffi, lib
+from gvthread import _core
+from gvthread._types import GVThreadInfo, Priority, State, WaitKind, coerce_priority
+
+_core.set_enums(tuple(State), tuple(Priority))
+
+_PAGE = os.sysconf("SC_PAGE_SIZE")
+_MIN_STACK = lib.GV_MIN_STACK
+# A worker stuck in a GVThread that never yields is left behind after this.
+_STOP_GRACE = 2.0
+
+
+class Runtime:
+    """An M:N scheduler: `workers` OS threads running GVThreads.
+
+    Use as a context manager; leaving the block waits for every GVThread
+    spawned on it, then stops the workers.
+    """
+
+    def __init__(self, workers: Optional[int] = None, stack_size: int = 256 * 1024,
+                 max_gvthreads: int = 1_000_000):
+        if workers is None:
+            workers = os.cpu_count() or 1
+        if not isinstance(workers, int) or isinstance(workers, bool) or not (
+                1 <= workers <= lib.GV_MAX_WORKERS):
+            raise ValueError(f"workers must be an int in 1..{lib.GV_MAX_WORKERS}, not {workers!r}")
+        if not isinstance(stack_size, int) or isinstance(stack_size, bool):
+            raise TypeError(f"stack_size must be an int, not {type(stack_size).__name__}")
+        if stack_size < _MIN_STACK:
+            raise ValueError(f"stack_size {stack_size} is below the minimum {_MIN_STACK}")
+        if stack_size % _PAGE:
+            raise ValueError(f"stack_size {stack_size} is not a multiple of the page size {_PAGE}")
+        if not isinstance(max_gvthreads, int) or isinstance(max_gvthreads, bool) or not (
+                1 <= max_gvthreads <= 2**32 - 1):
+            raise ValueError(f"max_gvthreads must be an int in 1..2**32-1, not {max_gvthreads!r}")
+        cfg = ffi.new("gv_config *", {"workers": workers, "stack_size": stack_size,
+                                      "max_gvthreads": max_gvthreads})
+        err = ffi.new("int *")
+        rt = lib.gv_runtime_new(cfg, err)
+        if rt == ffi.NULL:
+            if err[0] == lib.GV_E_NOMEM:
+                raise MemoryError(f"cannot reserve {max_gvthreads} stacks of {stack_size} bytes")
+            raise _core.SchedError(f"cannot start the runtime (error {err[0]})")
+        self._rt = rt
+        self._core = _core.Core(int(ffi.cast("uintptr_t", rt)))
+        self._lock = threading.Lock()
+        self._closed = False
+        self.workers = workers
+        self.stack_size = stack_size
+        self.max_gvthreads = max_gvthreads
+
+    # -- lifecycle -------------------------------------------------------
+    def __enter__(self) -> "Runtime":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.shutdown(wait=True)
+
+    def shutdown(self, wait: bool = True) -> None:
+        """Stop the workers.  wait=True first waits for every GVThread to end;
+        wait=False leaves parked GVThreads where they are (they never resume).
+        Idempotent.  Must not be called from one of this runtime's GVThreads."""
+        if _core.current_core() is self._core:
+            raise RuntimeError("shutdown() called from a GVThread of the same runtime")
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+        if wait:
+            # Short waits in a Python loop, so Ctrl-C reaches the caller.
+            while not lib.gv_runtime_wait_idle(self._rt, 0.1):
+                pass
+        stuck = lib.gv_runtime_stop(self._rt, 0, _STOP_GRACE)
+        if not stuck:
+            lib.gv_runtime_free(self._rt)
+        # else: a worker is still inside a GVThread; rt stays allocated for it.
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    # -- spawning --------------------------------------------------------
+    def spawn(self, fn: Callable[..., Any], *args: Any, name: Optional[str] = None,
+              priority: Any = Priority.NORMAL, **kwargs: Any):
+        """Start fn(*args, **kwargs) as a GVThread on this runtime; return its Handle."""
+        if self._closed:
+            raise _core.RuntimeShutdownError("the runtime is shut down")
+        prio = priority if type(priority) is int and 0 <= priority <= 3 else coerce_priority(priority)
+        return self._core.spawn(fn, args, kwargs, prio, name)
+
+    # -- inspection ------------------------------------------------------
+    def snapshot(self) -> list[GVThreadInfo]:
+        """One record per live GVThread (racy by nature: states may move on)."""
+        self._check_open()
+        out = []
+        for (gid, name, state, prio, worker, created, started, switches,
+             wait_kind, wait_obj) in self._core.snapshot():
+            out.append(GVThreadInfo(gid, name, state, prio, worker, created, started, switches,
+                                    WaitKind(wait_kind), wait_obj if wait_kind else None))
+        return out
+
+    def stack(self, gvthread_id: int) -> list[tuple[str, int, str, str]]:
+        """Python stack of a live GVThread, outermost frame first, as
+        (filename, lineno, function, source line) tuples.  KeyError if the id
+        is not a live GVThread of this runtime."""
+        self._check_open()
+        frames = self._core.stack(gvthread_id)
+        frames.reverse()
+        return [(fn, ln, func, linecache.getline(fn, ln).strip()) for fn, ln, func in frames]
+
+    def stats(self) -> dict:
+        """Counters of the scheduler, in total and per worker."""
+        self._check_open()
+        rs = ffi.new("gv_runtime_stats *")
+        lib.gv_runtime_stats_get(self._rt, rs)
+        ws = ffi.new("gv_worker_stats *")
+        fields = ("switches", "yields", "migrations", "steals", "parks", "blocks")
+        per = []
+        for i in range(self.workers):
+            lib.gv_worker_stats_get(self._rt, i, ws)
+            per.append({f: getattr(ws, f) for f in fields})
+        total = {f: sum(w[f] for w in per) for f in fields}
+        total.update(spawned=rs.spawned, finished=rs.finished, live=rs.live,
+                     slots_in_use=rs.slots_in_use, guard_pages=bool(rs.guard_pages),
+                     workers=per)
+        return total
+
+    def trim(self) -> None:
+        """Give the memory of every free stack slot back to the OS now."""
+        self._check_open()
+        lib.gv_runtime_trim(self._rt)
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise _core.RuntimeShutdownError("the runtime is shut down")
+
+    def __repr__(self) -> str:
+        state = "closed" if self._closed else "running"
+        return (f"<gvthread.Runtime {state} workers={self.workers} "
+                f"stack_size={self.stack_size} max_gvthreads={self.max_gvthreads}>")
+
+
+_default: Optional[Runtime] = None
+_default_lock = threading.Lock()
+
+
+def runtime() -> Runtime:
+    """The default runtime, started on first use and stopped at interpreter exit."""
+    global _default
+    rt = _default
+    if rt is not None and not rt.closed:
+        return rt
+    with _default_lock:
+        if _default is None or _default.closed:
+            _default = Runtime()
+        return _default
+
+
+def _stop_default_at_exit() -> None:
+    # Daemon semantics: GVThreads still alive are not waited for.
+    rt = _default
+    if rt is not None and not rt.closed:
+        rt.shutdown(wait=False)
+
+
+atexit.register(_stop_default_at_exit)
+
+
+def spawn(fn: Callable[..., Any], *args: Any, name: Optional[str] = None,
+          priority: Any = Priority.NORMAL, **kwargs: Any):
+    """Start fn(*args, **kwargs) as a GVThread on the runtime of the calling
+    GVThread, or else on the default runtime; return its Handle."""
+    core = _core.current_core()
+    prio = priority if type(priority) is int and 0 <= priority <= 3 else coerce_priority(priority)
+    if core is None:
+        return runtime().spawn(fn, *args, name=name, priority=prio, **kwargs)
+    return core.spawn(fn, args, kwargs, prio, name)

@@ -1,0 +1,80 @@
+/* gv.h -- the public header of the GVThread native core.
+ *
+ * Everything declared here is bound by cffi (native/build.py parses the block
+ * between the GV_CDEF markers).  Types used only inside the core live in
+ * gv_internal.h.  Python-object handling (spawn, join, Handle) is not here: it
+ * is CPython-API code in pybridge.c, registered as the module gvthread._core,
+ * because it must hold the GIL across the calls that usually do not block.
+ */
+#ifndef GV_H
+#define GV_H
+
+#include <stdint.h>
+#include <stddef.h>
+
+/* GV_CDEF_BEGIN */
+typedef struct gv_runtime gv_runtime;
+typedef struct gv_slots gv_slots_t;
+
+typedef struct gv_config {
+    int workers;              /* worker OS threads, 1..GV_MAX_WORKERS */
+    size_t stack_size;        /* bytes per slot, page multiple, >= GV_MIN_STACK */
+    uint32_t max_gvthreads;   /* slots reserved up front */
+} gv_config;
+
+typedef struct gv_worker_stats {
+    uint64_t switches;        /* GVThreads switched in by this worker */
+    uint64_t yields;          /* voluntary yields that went back to a run queue */
+    uint64_t migrations;      /* switched in here after last running elsewhere */
+    uint64_t steals;          /* GVThreads taken from another worker's queue */
+    uint64_t parks;           /* times this worker went idle on its futex */
+    uint64_t blocks;          /* GVThreads that parked (join, ...) */
+} gv_worker_stats;
+
+typedef struct gv_runtime_stats {
+    uint64_t spawned;
+    uint64_t finished;
+    uint32_t live;
+    uint32_t slots_in_use;
+    int guard_pages;          /* 1: MADV_GUARD_INSTALL, 0: canary */
+} gv_runtime_stats;
+
+/* Errors returned by gv_runtime_new and gv_spawn_prepare. */
+#define GV_OK              0
+#define GV_E_CONFIG       -1
+#define GV_E_NOMEM        -2
+#define GV_E_THREAD       -3
+#define GV_E_EXHAUSTED    -4
+#define GV_E_SHUTDOWN     -5
+
+#define GV_MIN_STACK      65536
+#define GV_MAX_WORKERS    64
+
+gv_runtime *gv_runtime_new(const gv_config *cfg, int *err);
+/* Stop the workers.  wait=1 first waits for every GVThread to finish.
+ * Returns 0 when every worker was joined, 1 when some worker stayed inside a
+ * GVThread past the deadline (it is left running, detached). */
+int gv_runtime_stop(gv_runtime *rt, int wait, double timeout);
+/* Free the runtime; its stack region is unmapped only if no GVThread is left. */
+void gv_runtime_free(gv_runtime *rt);
+/* 1 once no GVThread is alive, 0 if timeout (seconds) passed first. */
+int gv_runtime_wait_idle(gv_runtime *rt, double timeout);
+int gv_runtime_workers(gv_runtime *rt);
+void gv_runtime_stats_get(gv_runtime *rt, gv_runtime_stats *out);
+int gv_worker_stats_get(gv_runtime *rt, int worker, gv_worker_stats *out);
+/* Release the pages of free slots beyond a small hot set (also done when idle). */
+void gv_runtime_trim(gv_runtime *rt);
+
+/* Test hooks: the slot allocator and the priority bitmap on their own. */
+gv_slots_t *gv_slots_test_new(uint32_t nslots, size_t slot_size);
+void gv_slots_test_free(gv_slots_t *s);
+int64_t gv_slots_test_alloc(gv_slots_t *s);
+void gv_slots_test_release(gv_slots_t *s, uint32_t idx);
+uint32_t gv_slots_test_in_use(gv_slots_t *s);
+int gv_prio_highest(uint32_t bitmap);
+
+/* Registers gvthread._core (the CPython-API half) in sys.modules. */
+int gv_pymodule_init(void);
+/* GV_CDEF_END */
+
+#endif

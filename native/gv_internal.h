@@ -1,0 +1,232 @@
+/* gv_internal.h -- types shared by the files of the native core.
+ *
+ * Lock order (acquire in this order, never the reverse):
+ *   handle waiter lock  ->  run queue lock  ->  slot allocator lock
+ *   all-list lock is a leaf (nothing is acquired while holding it).
+ * No lock is ever held across a context switch: a GVThread that parks hands
+ * the lock to gv_park(), and its worker releases it after the switch-out.
+ */
+#ifndef GV_INTERNAL_H
+#define GV_INTERNAL_H
+
+#include "gv.h"
+#include "arch/select.h"
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+#define GV_CACHELINE 64
+#define GV_NPRIO 4
+#define GV_PAGE 4096u
+
+/* Asserts that survive NDEBUG: a broken scheduler invariant is fatal. */
+#define GV_CHECK(cond, msg)                                                    \
+    do {                                                                       \
+        if (__builtin_expect(!(cond), 0))                                      \
+            gv_fatal(__FILE__, __LINE__, #cond, msg);                          \
+    } while (0)
+#define GV_CT_ASSERT(cond, msg) _Static_assert(cond, msg)
+
+__attribute__((noreturn)) void gv_fatal(const char *file, int line,
+                                        const char *cond, const char *msg);
+
+/* ---- spin lock: short critical sections only (queue pointer updates) ---- */
+typedef struct { atomic_int v; } gv_spin;
+void gv_spin_lock(gv_spin *l);
+static inline void gv_spin_unlock(gv_spin *l) {
+    /* Release: pairs with the Acquire exchange in gv_spin_lock. */
+    atomic_store_explicit(&l->v, 0, memory_order_release);
+}
+
+/* ---- futex ---- */
+int gv_futex_wait(atomic_uint *word, unsigned expected, int64_t timeout_ns);
+void gv_futex_wake(atomic_uint *word, int n);
+uint64_t gv_now_ns(void); /* CLOCK_MONOTONIC */
+
+/* ---- GVThread states.  Written by the owner of the transition (below),
+ * read racily by inspection, which tolerates a stale value. ---- */
+enum gv_state {
+    GV_CREATED = 0,   /* slot and metadata set up; not yet in a queue */
+    GV_READY = 1,     /* in exactly one run queue; the queue owns it */
+    GV_RUNNING = 2,   /* on a worker; that worker owns it */
+    GV_BLOCKED = 3,   /* parked; owned by the wait object (join list, timer) */
+    GV_PREEMPTED = 4, /* forced off a worker; owned by a run queue (issue 4) */
+    GV_FINISHED = 5,  /* returned or raised; slot being released */
+    GV_CANCELLED = 6, /* finished by cancellation (issue 3) */
+};
+
+/* What the worker does after a GVThread switches back to it. */
+enum gv_after { GV_AFTER_NONE, GV_AFTER_YIELD, GV_AFTER_PARK, GV_AFTER_EXIT };
+
+enum gv_wait_kind { GV_WAIT_NONE = 0, GV_WAIT_JOIN = 1 };
+
+typedef struct gv_worker gv_worker;
+typedef struct gv_gvt gv_gvt;
+
+/* Per-GVThread metadata.  It lives inside the GVThread's own stack slot,
+ * just above the top of its C stack and just below its first CPython
+ * data-stack chunk, so a parked GVThread usually touches one page. */
+struct gv_gvt {
+    gv_ctx ctx;                 /* offset 0: the switch code stores sp here */
+    gv_gvt *next;               /* run queue / wait list link */
+    gv_gvt *all_prev, *all_next;/* runtime's list of live GVThreads */
+    struct gv_runtime *rt;
+    uint64_t id;
+    _Atomic uint32_t state;     /* enum gv_state */
+    uint8_t prio;               /* 0 = critical .. 3 = low */
+    uint8_t after;              /* enum gv_after, set by the GVThread itself */
+    uint8_t wait_kind;          /* enum gv_wait_kind, for inspection */
+    uint8_t pad0;
+    uint32_t slot;
+    int32_t last_worker;        /* -1 before the first run */
+    uint64_t wait_obj;          /* id of what a BLOCKED GVThread waits on */
+    gv_gvt *wait_next;          /* link in a wait list (join), apart from next */
+    uint32_t park_seq;          /* wake_seq value of the current park */
+    uint32_t pad2;
+    void (*park_unlock)(void *);
+    void *park_arg;
+    _Atomic uint32_t wake_seq;  /* bumped by each park; wakers CAS it (timeouts) */
+    uint32_t pad1;
+    void *tstate;               /* PyThreadState*, NULL when not alive in Python */
+    void *task;                 /* strong ref to the Handle (PyObject*) */
+    void *chunk_hint;           /* in-slot first data-stack chunk, until taken */
+    uint64_t created_ns, started_ns;
+    uint64_t switches;
+    void *stack_lo;             /* lowest usable stack byte (above the guard) */
+    size_t stack_size;
+#if GV_ASAN
+    void *asan_fake;
+#endif
+} __attribute__((aligned(GV_CACHELINE)));
+
+GV_CT_ASSERT(offsetof(gv_gvt, ctx) == 0, "the switch code stores sp at offset 0");
+GV_CT_ASSERT(sizeof(gv_gvt) % GV_CACHELINE == 0, "gvt is whole cache lines");
+GV_CT_ASSERT(sizeof(gv_gvt) <= 256 || GV_CTX_UCONTEXT, "gvt fits its slot area");
+
+/* ---- run queue: FIFO per priority, bitmap of non-empty levels ---- */
+typedef struct gv_runq {
+    gv_spin lock;
+    _Atomic uint32_t bitmap;    /* bit p set <=> lv[p] non-empty; racy reads OK:
+                                   a reader re-checks under the lock */
+    _Atomic uint32_t len;
+    struct { gv_gvt *head, *tail; } lv[GV_NPRIO];
+} __attribute__((aligned(GV_CACHELINE))) gv_runq;
+
+void gv_runq_push(gv_runq *q, gv_gvt *g);
+gv_gvt *gv_runq_pop(gv_runq *q, int prio);   /* prio -1: highest non-empty */
+
+/* ---- slots: one MAP_NORESERVE region, fixed-size slots, LIFO free stack ---- */
+struct gv_slots {
+    char *base;
+    size_t slot_size;
+    uint32_t nslots;
+    uint32_t high_water;        /* slots [0, high_water) have been handed out */
+    uint32_t *free_stack;       /* released slot indices, LIFO */
+    uint32_t nfree;
+    uint32_t clean_below;       /* free_stack[0, clean_below) are madvised */
+    uint32_t in_use;
+    int guard;                  /* 1 if MADV_GUARD_INSTALL works here */
+    pthread_mutex_t lock;
+};
+int gv_slots_init(struct gv_slots *s, uint32_t nslots, size_t slot_size);
+void gv_slots_destroy(struct gv_slots *s);
+int64_t gv_slots_alloc(struct gv_slots *s);
+void gv_slots_release(struct gv_slots *s, uint32_t idx);
+void gv_slots_trim(struct gv_slots *s, uint32_t keep_hot);
+static inline char *gv_slot_base(struct gv_slots *s, uint32_t idx) {
+    return s->base + (size_t)idx * s->slot_size;
+}
+#define GV_CANARY 0x6776746872656164ull /* "gvthread" */
+#define GV_CHUNK_BYTES (16u * 1024u)    /* CPython's _PY_DATA_STACK_CHUNK_SIZE */
+#define GV_SLOT_TOP_PAD 1024u           /* see slot layout in stack.c */
+
+/* ---- worker ---- */
+struct gv_worker {
+    gv_ctx sched_ctx;           /* the worker's own stack (Go's g0) */
+    struct gv_runtime *rt;
+    gv_gvt *cur;
+    int idx;
+    uint32_t tick;              /* picks of a higher level while a lower one waited */
+    uint32_t gtick;             /* same-level picks, for the 1-in-61 global check */
+
+    pthread_t thread;
+    int started;
+    int detached;
+    _Atomic int exited;
+    _Atomic uint32_t park_word; /* futex; 1 = woken */
+    gv_worker_stats stats;
+#if GV_ASAN
+    const void *asan_stack_lo;
+    size_t asan_stack_size;
+#endif
+    gv_runq local;
+} __attribute__((aligned(GV_CACHELINE)));
+GV_CT_ASSERT(offsetof(gv_worker, sched_ctx) == 0, "sched ctx first");
+GV_CT_ASSERT(sizeof(gv_worker) % GV_CACHELINE == 0, "worker is whole cache lines");
+
+/* ---- timer (simple heap; deadline wakeups for timed parks) ---- */
+typedef struct gv_timer_ent { uint64_t when; gv_gvt *g; uint32_t seq; } gv_timer_ent;
+typedef struct gv_timer {
+    pthread_mutex_t lock;
+    pthread_cond_t cond;
+    gv_timer_ent *heap;
+    size_t n, cap;
+    int stop;
+    int started;
+    pthread_t thread;
+} gv_timer;
+
+struct gv_runtime {
+    gv_config cfg;
+    struct gv_slots slots;
+    gv_runq global;
+    gv_worker *workers;
+    int nworkers;
+    /* The Python token: index of the one worker allowed to run Python
+     * GVThreads, or -1.  A GIL build runs Python on one OS thread at a time
+     * anyway; two workers taking turns would bounce the GIL on every yield. */
+    _Atomic int py_owner;
+    _Atomic uint32_t nqueued;   /* GVThreads in any run queue */
+    _Atomic uint64_t idle_mask; /* workers parked (or about to) on their futex */
+    _Atomic uint32_t wake_rr;
+    _Atomic int stopping;
+    _Atomic uint64_t next_id;
+    _Atomic uint32_t live;      /* futex: spawned and not yet released */
+    _Atomic uint64_t spawned, finished;
+    gv_spin all_lock;
+    gv_gvt *all_head;
+    gv_timer timer;
+    void *interp;               /* PyInterpreterState* of the creator */
+    void *pycore;               /* borrowed: the gvthread._core.Core object */
+    int py_recursion_units;     /* per-GVThread recursion bound, see pybridge.c */
+};
+
+/* ---- scheduler API used by pybridge.c ---- */
+extern _Thread_local gv_worker *gv_tls_worker;
+static inline gv_gvt *gv_current(void) {
+    gv_worker *w = gv_tls_worker;
+    return w ? w->cur : NULL;
+}
+int gv_spawn_prepare(gv_runtime *rt, int prio, void *task, gv_gvt **out);
+void gv_spawn_start(gv_gvt *g);
+void gv_ready(gv_gvt *g);
+void gv_yield(void);
+/* Park the current GVThread.  unlock(arg) runs on the worker after the switch
+ * out, so a waker holding the same lock cannot see a half-parked GVThread. */
+void gv_park(void (*unlock)(void *), void *arg);
+/* Make g runnable if it is still in the park numbered seq; for racing wakers. */
+int gv_wake_if(gv_gvt *g, uint32_t seq);
+void gv_timer_add(gv_runtime *rt, uint64_t when, gv_gvt *g, uint32_t seq);
+void gv_timer_cancel(gv_runtime *rt, gv_gvt *g, uint32_t seq);
+int gv_worker_start(gv_worker *w);
+void gv_worker_wake(gv_worker *w);
+void gv_all_remove(gv_gvt *g);
+/* Defined by pybridge.c: runs the Python callable of g on g's stack. */
+void gv_py_run(gv_gvt *g);
+void gv_gilstate_switch_in(void *tstate);   /* pygilstate.c */
+void gv_gilstate_switch_out(void *tstate);
+
+#endif

@@ -1,0 +1,845 @@
+/* pybridge.c -- Python GVThreads: the CPython side of the native core.
+ *
+ * The mechanism (proven on 3.11, 3.12 and 3.13 by an experiment; see
+ * docs/ARCHITECTURE.md):
+ *  - every GVThread owns a PyThreadState, created by its entry code on its own
+ *    stack (so it is bound to the worker that first runs it);
+ *  - to switch, a GVThread first detaches its tstate and releases the GIL
+ *    (PyEval_SaveThread), switches stacks, and re-attaches on whichever worker
+ *    resumes it.  Switching with the tstate attached aborts 3.13 and deadlocks
+ *    3.11/3.12 in take_gil, so the yield path checks it (always, not only in
+ *    debug builds);
+ *  - the gilstate slot follows the running GVThread (pygilstate.c);
+ *  - the C recursion allowance of each tstate is cut to what its stack holds,
+ *    or C-level recursion such as sorted(key=...) overflows a 256 KiB stack
+ *    into SIGSEGV instead of raising RecursionError;
+ *  - the first frame data-stack chunk of each tstate is carved out of the
+ *    GVThread's own slot through the public arena-allocator hook, and later
+ *    16 KiB chunks are cached, so a spawn maps nothing;
+ *  - tstates are never pooled: the ContextVar cache is keyed on the tstate
+ *    pointer and would hand the next GVThread a freed value.
+ *
+ * Everything here that touches Python objects runs with the GIL held; the
+ * all-list of live GVThreads is read under its spin lock, and no Python code
+ * runs while that lock is held.
+ */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+
+#include "gv_internal.h"
+
+#include <errno.h>
+#include <string.h>
+
+#if PY_VERSION_HEX < 0x030D0000
+#define gv_tstate_unchecked() _PyThreadState_UncheckedGet()
+#else
+#define gv_tstate_unchecked() PyThreadState_GetUnchecked()
+#endif
+
+static PyObject *SchedError, *SlotsExhausted, *RuntimeShutdownError;
+static PyObject *state_enum_members;   /* tuple State(0..6), set from Python */
+static PyObject *prio_enum_members;    /* tuple Priority(0..3) */
+
+/* ------------------------------------------------------------ arena hook */
+
+/* Stack regions of all runtimes ever created (never shrinks: a leaked region
+ * of a runtime shut down without waiting may still hold live chunks). */
+#define GV_MAX_REGIONS 256
+static struct { char *lo, *hi; } regions[GV_MAX_REGIONS];
+static int nregions;
+static PyObjectArenaAllocator prev_arena;
+#define CHUNK_CACHE_MAX 64
+static void *chunk_cache[CHUNK_CACHE_MAX];
+static int chunk_cached;
+static gv_spin arena_lock;
+
+static int in_region(void *p) {
+    for (int i = 0; i < nregions; i++)
+        if ((char *)p >= regions[i].lo && (char *)p < regions[i].hi)
+            return 1;
+    return 0;
+}
+
+static void *arena_alloc(void *ctx, size_t size) {
+    (void)ctx;
+    gv_gvt *g = gv_current();
+    if (g && g->chunk_hint && size <= GV_CHUNK_BYTES) {
+        void *p = g->chunk_hint; /* the tstate's first data-stack chunk */
+        g->chunk_hint = NULL;
+        return p;
+    }
+    if (size == GV_CHUNK_BYTES) {
+        void *p = NULL;
+        gv_spin_lock(&arena_lock);
+        if (chunk_cached)
+            p = chunk_cache[--chunk_cached];
+        gv_spin_unlock(&arena_lock);
+        if (p)
+            return p;
+    }
+    return prev_arena.alloc(prev_arena.ctx, size);
+}
+
+static void arena_free(void *ctx, void *ptr, size_t size) {
+    (void)ctx;
+    if (in_region(ptr))
+        return; /* in-slot chunk: the slot's release reclaims it */
+    if (size == GV_CHUNK_BYTES) {
+        gv_spin_lock(&arena_lock);
+        if (chunk_cached < CHUNK_CACHE_MAX) {
+            chunk_cache[chunk_cached++] = ptr;
+            ptr = NULL;
+        }
+        gv_spin_unlock(&arena_lock);
+        if (!ptr)
+            return;
+    }
+    prev_arena.free(prev_arena.ctx, ptr, size);
+}
+
+static void install_arena_hook(void) {
+    PyObjectArenaAllocator a = {NULL, arena_alloc, arena_free};
+    PyObject_GetArenaAllocator(&prev_arena);
+    PyObject_SetArenaAllocator(&a);
+}
+
+/* ------------------------------------------------------------ Handle */
+
+typedef struct {
+    PyObject_HEAD
+    uint64_t id;
+    PyObject *name;             /* str, or NULL until asked (default name) */
+    int prio;
+    uint32_t final_state;       /* valid once g == NULL */
+    gv_gvt *g;                  /* while alive; cleared under the GIL at finish */
+    PyObject *fn, *args, *kwargs, *ctx;   /* dropped when the GVThread ends */
+    PyObject *result, *exc;
+    gv_spin lock;               /* guards waiters and done for GVThread joiners */
+    _Atomic uint32_t done;      /* futex for OS-thread joiners */
+    _Atomic uint32_t os_waiters;
+    gv_gvt *waiters;            /* parked GVThread joiners, via wait_next */
+} HandleObject;
+
+static PyTypeObject HandleType;
+
+static int handle_traverse(HandleObject *h, visitproc visit, void *arg) {
+    Py_VISIT(h->name);
+    Py_VISIT(h->fn);
+    Py_VISIT(h->args);
+    Py_VISIT(h->kwargs);
+    Py_VISIT(h->ctx);
+    Py_VISIT(h->result);
+    Py_VISIT(h->exc);
+    return 0;
+}
+
+static int handle_clear(HandleObject *h) {
+    Py_CLEAR(h->name);
+    Py_CLEAR(h->fn);
+    Py_CLEAR(h->args);
+    Py_CLEAR(h->kwargs);
+    Py_CLEAR(h->ctx);
+    Py_CLEAR(h->result);
+    Py_CLEAR(h->exc);
+    return 0;
+}
+
+static void handle_dealloc(HandleObject *h) {
+    PyObject_GC_UnTrack(h);
+    handle_clear(h);
+    Py_TYPE(h)->tp_free((PyObject *)h);
+}
+
+static uint32_t handle_state(HandleObject *h) {
+    return h->g ? atomic_load_explicit(&h->g->state, memory_order_relaxed) : h->final_state;
+}
+
+static PyObject *enum_member(PyObject *members, long i) {
+    if (members && i >= 0 && i < PyTuple_GET_SIZE(members))
+        return Py_NewRef(PyTuple_GET_ITEM(members, i));
+    return PyLong_FromLong(i);
+}
+
+static PyObject *handle_get_id(HandleObject *h, void *c) {
+    (void)c;
+    return PyLong_FromUnsignedLongLong(h->id);
+}
+static PyObject *handle_get_name(HandleObject *h, void *c) {
+    (void)c;
+    if (!h->name) {
+        h->name = PyUnicode_FromFormat("gvthread-%llu", (unsigned long long)h->id);
+        if (!h->name)
+            return NULL;
+    }
+    return Py_NewRef(h->name);
+}
+static PyObject *handle_get_priority(HandleObject *h, void *c) {
+    (void)c;
+    return enum_member(prio_enum_members, h->prio);
+}
+static PyObject *handle_get_state(HandleObject *h, void *c) {
+    (void)c;
+    return enum_member(state_enum_members, (long)handle_state(h));
+}
+
+static PyObject *handle_done(HandleObject *h, PyObject *unused) {
+    (void)unused;
+    return PyBool_FromLong(atomic_load(&h->done) != 0);
+}
+
+static PyObject *handle_outcome(HandleObject *h) {
+    if (h->exc) {
+        PyErr_SetObject((PyObject *)Py_TYPE(h->exc), h->exc);
+        return NULL;
+    }
+    return Py_NewRef(h->result ? h->result : Py_None);
+}
+
+struct join_park {
+    gv_spin *lock;
+    gv_runtime *rt;
+    gv_gvt *g;
+    uint64_t deadline;          /* 0: none */
+};
+
+/* Runs on the worker after the joiner switched out (see gv_park). */
+static void join_park_unlock(void *arg) {
+    struct join_park *jp = arg;
+    if (jp->deadline)
+        gv_timer_add(jp->rt, jp->deadline, jp->g, jp->g->park_seq);
+    gv_spin_unlock(jp->lock);
+}
+
+static void check_detached(void) {
+    GV_CHECK(gv_tstate_unchecked() == NULL, "switching with the tstate attached");
+}
+
+/* Returns 1 done, 0 timed out. */
+static int join_from_gvthread(HandleObject *h, gv_gvt *me, double timeout) {
+    gv_spin_lock(&h->lock);
+    if (atomic_load(&h->done) || timeout == 0.0) {
+        gv_spin_unlock(&h->lock);
+        return atomic_load(&h->done) != 0;
+    }
+    me->park_seq = atomic_load(&me->wake_seq);
+    me->wait_next = h->waiters;
+    h->waiters = me;
+    me->wait_kind = GV_WAIT_JOIN;
+    me->wait_obj = h->id;
+    struct join_park jp = {&h->lock, me->rt, me,
+                           timeout > 0 ? gv_now_ns() + (uint64_t)(timeout * 1e9) : 0};
+    if (jp.deadline == 0 && timeout > 0)
+        jp.deadline = 1;
+    PyThreadState *ts = PyEval_SaveThread();
+    check_detached();
+    gv_park(join_park_unlock, &jp);
+    PyEval_RestoreThread(ts);
+    me->wait_kind = GV_WAIT_NONE;
+    if (jp.deadline)
+        gv_timer_cancel(me->rt, me, me->park_seq);
+    /* Woken by the timer: take ourselves off the list (the finisher walks it
+     * under the same lock, so it is not looking at us meanwhile). */
+    gv_spin_lock(&h->lock);
+    for (gv_gvt **pp = &h->waiters; *pp; pp = &(*pp)->wait_next) {
+        if (*pp == me) {
+            *pp = me->wait_next;
+            break;
+        }
+    }
+    gv_spin_unlock(&h->lock);
+    return atomic_load(&h->done) != 0;
+}
+
+/* Returns 1 done, 0 timed out, -1 with an exception set (a signal handler raised). */
+static int join_from_thread(HandleObject *h, double timeout) {
+    uint64_t deadline = timeout < 0 ? UINT64_MAX : gv_now_ns() + (uint64_t)(timeout * 1e9);
+    int res;
+    /* seq_cst: Dekker pair with finish_handle's store of done and load of os_waiters. */
+    atomic_fetch_add(&h->os_waiters, 1);
+    for (;;) {
+        if (atomic_load(&h->done)) {
+            res = 1;
+            break;
+        }
+        uint64_t now = gv_now_ns();
+        if (now >= deadline) {
+            res = 0;
+            break;
+        }
+        uint64_t slice = deadline - now;
+        if (slice > 1000000000ull)
+            slice = 1000000000ull;
+        int r;
+        Py_BEGIN_ALLOW_THREADS
+        r = gv_futex_wait(&h->done, 0, (int64_t)slice);
+        Py_END_ALLOW_THREADS
+        if (r == EINTR && PyErr_CheckSignals() < 0) {
+            res = -1;
+            break;
+        }
+    }
+    atomic_fetch_sub(&h->os_waiters, 1);
+    return res;
+}
+
+static PyObject *handle_join(HandleObject *h, PyObject *args, PyObject *kw) {
+    static char *kwlist[] = {"timeout", NULL};
+    PyObject *tobj = Py_None;
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "|O:join", kwlist, &tobj))
+        return NULL;
+    double timeout = -1.0;
+    if (tobj != Py_None) {
+        timeout = PyFloat_AsDouble(tobj);
+        if (timeout == -1.0 && PyErr_Occurred())
+            return NULL;
+        if (timeout != timeout) {
+            PyErr_SetString(PyExc_ValueError, "timeout must be a number, not NaN");
+            return NULL;
+        }
+        if (timeout < 0)
+            timeout = 0;
+    }
+    if (!atomic_load(&h->done)) {
+        gv_gvt *me = gv_current();
+        int r;
+        if (me) {
+            if (me->task == (void *)h) {
+                PyErr_SetString(PyExc_RuntimeError, "a GVThread cannot join itself");
+                return NULL;
+            }
+            r = join_from_gvthread(h, me, timeout);
+        } else {
+            r = join_from_thread(h, timeout);
+            if (r < 0)
+                return NULL;
+        }
+        if (!r) {
+            PyErr_Format(PyExc_TimeoutError, "GVThread %llu did not finish within %g s",
+                         (unsigned long long)h->id, timeout);
+            return NULL;
+        }
+    }
+    return handle_outcome(h);
+}
+
+static PyObject *handle_repr(HandleObject *h) {
+    PyObject *name = handle_get_name(h, NULL);
+    if (!name)
+        return NULL;
+    PyObject *st = handle_get_state(h, NULL);
+    if (!st) {
+        Py_DECREF(name);
+        return NULL;
+    }
+    PyObject *r = PyUnicode_FromFormat("<gvthread.Handle id=%llu name=%R state=%S>",
+                                       (unsigned long long)h->id, name, st);
+    Py_DECREF(name);
+    Py_DECREF(st);
+    return r;
+}
+
+static PyMethodDef handle_methods[] = {
+    {"join", (PyCFunction)(void (*)(void))handle_join, METH_VARARGS | METH_KEYWORDS,
+     "join(timeout=None): wait for the GVThread; return its result or raise its exception.\n"
+     "Parks the caller in a GVThread, blocks the OS thread elsewhere."},
+    {"done", (PyCFunction)handle_done, METH_NOARGS, "True once the GVThread has ended."},
+    {NULL, NULL, 0, NULL},
+};
+
+static PyGetSetDef handle_getset[] = {
+    {"id", (getter)handle_get_id, NULL, "GVThread id (unique in its runtime)", NULL},
+    {"name", (getter)handle_get_name, NULL, "name given at spawn, or gvthread-<id>", NULL},
+    {"priority", (getter)handle_get_priority, NULL, "Priority", NULL},
+    {"state", (getter)handle_get_state, NULL, "State, read racily", NULL},
+    {NULL, NULL, NULL, NULL, NULL},
+};
+
+static PyTypeObject HandleType = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "gvthread.Handle",
+    .tp_basicsize = sizeof(HandleObject),
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC,
+    .tp_doc = "Join handle of a GVThread, returned by spawn().",
+    .tp_dealloc = (destructor)handle_dealloc,
+    .tp_traverse = (traverseproc)handle_traverse,
+    .tp_clear = (inquiry)handle_clear,
+    .tp_repr = (reprfunc)handle_repr,
+    .tp_methods = handle_methods,
+    .tp_getset = handle_getset,
+};
+
+/* Under the GIL, on the finishing GVThread. */
+static void finish_handle(HandleObject *h, PyObject *res, PyObject *exc) {
+    h->result = res;
+    h->exc = exc;
+    h->final_state = GV_FINISHED;
+    h->g = NULL;
+    gv_spin_lock(&h->lock);
+    atomic_store(&h->done, 1); /* seq_cst: see join_from_thread */
+    gv_gvt *w = h->waiters;
+    h->waiters = NULL;
+    while (w) {
+        gv_gvt *next = w->wait_next;
+        gv_wake_if(w, w->park_seq); /* under h->lock: see join_from_gvthread */
+        w = next;
+    }
+    gv_spin_unlock(&h->lock);
+    if (atomic_load(&h->os_waiters))
+        gv_futex_wake(&h->done, 1 << 30);
+}
+
+/* ------------------------------------------------------------ running */
+
+static void set_recursion_bound(PyThreadState *ts, int units) {
+#if PY_VERSION_HEX >= 0x030C0000
+    if (ts->c_recursion_remaining > units)
+        ts->c_recursion_remaining = units;
+#else
+    if (ts->recursion_limit > units) {
+        ts->recursion_limit = units;
+        ts->recursion_remaining = units;
+    }
+#endif
+}
+
+static PyObject *fetch_exception(void) {
+#if PY_VERSION_HEX >= 0x030C0000
+    return PyErr_GetRaisedException();
+#else
+    PyObject *t, *v, *tb;
+    PyErr_Fetch(&t, &v, &tb);
+    PyErr_NormalizeException(&t, &v, &tb);
+    if (tb && v)
+        PyException_SetTraceback(v, tb);
+    Py_XDECREF(t);
+    Py_XDECREF(tb);
+    return v;
+#endif
+}
+
+void gv_py_run(gv_gvt *g) {
+    gv_runtime *rt = g->rt;
+    PyThreadState *ts = PyThreadState_New((PyInterpreterState *)rt->interp);
+    GV_CHECK(ts != NULL, "PyThreadState_New failed");
+    PyEval_RestoreThread(ts);
+    g->tstate = ts;
+    set_recursion_bound(ts, rt->py_recursion_units);
+    HandleObject *h = g->task;
+    PyObject *ctx = h->ctx, *res = NULL, *exc = NULL;
+    h->ctx = NULL;
+    if (PyContext_Enter(ctx) == 0) {
+        res = PyObject_Call(h->fn, h->args, h->kwargs);
+        if (!res)
+            exc = fetch_exception();
+        if (PyContext_Exit(ctx) < 0)
+            PyErr_Clear(); /* only if user code left a context it entered */
+    } else {
+        exc = fetch_exception();
+    }
+    Py_DECREF(ctx);
+    Py_CLEAR(h->fn);
+    Py_CLEAR(h->args);
+    Py_CLEAR(h->kwargs);
+    finish_handle(h, res, exc);
+    gv_all_remove(g);
+    g->tstate = NULL;
+    Py_DECREF(h); /* the reference the GVThread held; may run finalizers */
+    PyThreadState_Clear(ts);
+    PyThreadState_DeleteCurrent(); /* releases the GIL */
+}
+
+/* ------------------------------------------------------------ Core */
+
+typedef struct {
+    PyObject_HEAD
+    gv_runtime *rt;
+} CoreObject;
+
+static PyTypeObject CoreType;
+
+static int core_init(CoreObject *self, PyObject *args, PyObject *kw) {
+    unsigned long long addr;
+    if (!PyArg_ParseTuple(args, "K:Core", &addr))
+        return -1;
+    (void)kw;
+    gv_runtime *rt = (gv_runtime *)(uintptr_t)addr;
+    if (!rt) {
+        PyErr_SetString(PyExc_ValueError, "null runtime");
+        return -1;
+    }
+    self->rt = rt;
+    rt->interp = PyInterpreterState_Get();
+    rt->pycore = self;
+    /* C stack left for Python after the guard, the top pad, the in-slot
+     * chunk and the metadata, less 48 KiB of headroom for RecursionError
+     * handling and C code called from the deepest level.  Costs per unit were
+     * measured with sorted(key=...) recursion (docs/HACKING.md). */
+    long avail = (long)rt->cfg.stack_size - (long)(GV_PAGE + GV_SLOT_TOP_PAD + GV_CHUNK_BYTES +
+                                                   sizeof(gv_gvt)) - 48 * 1024;
+#if PY_VERSION_HEX >= 0x030C0000
+    long per_unit = 5 * 1024;
+#else
+    long per_unit = 5 * 1024 / 2;
+#endif
+    long units = avail / per_unit;
+    rt->py_recursion_units = units < 8 ? 8 : (int)(units > 100000 ? 100000 : units);
+    if (nregions < GV_MAX_REGIONS) {
+        regions[nregions].lo = rt->slots.base;
+        regions[nregions].hi = rt->slots.base + (size_t)rt->slots.nslots * rt->slots.slot_size;
+        nregions++;
+    }
+    return 0;
+}
+
+static void core_dealloc(CoreObject *self) {
+    if (self->rt && self->rt->pycore == self)
+        self->rt->pycore = NULL;
+    Py_TYPE(self)->tp_free((PyObject *)self);
+}
+
+/* spawn(fn, args, kwargs, prio, name) -> Handle; validation of prio and
+ * packing of args is the facade's job. */
+static PyObject *core_spawn(CoreObject *self, PyObject *const *args, Py_ssize_t nargs) {
+    if (nargs != 5) {
+        PyErr_SetString(PyExc_TypeError, "spawn(fn, args, kwargs, prio, name)");
+        return NULL;
+    }
+    PyObject *fn = args[0], *fargs = args[1], *fkw = args[2], *name = args[4];
+    if (!PyCallable_Check(fn)) {
+        PyErr_Format(PyExc_TypeError, "spawn() needs a callable, not %.100s",
+                     Py_TYPE(fn)->tp_name);
+        return NULL;
+    }
+    if (!PyTuple_Check(fargs) || (fkw != Py_None && !PyDict_Check(fkw))) {
+        PyErr_SetString(PyExc_TypeError, "spawn: args must be a tuple, kwargs a dict or None");
+        return NULL;
+    }
+    long prio = PyLong_AsLong(args[3]);
+    if (prio == -1 && PyErr_Occurred())
+        return NULL;
+    if (prio < 0 || prio >= GV_NPRIO) {
+        PyErr_Format(PyExc_ValueError, "unknown priority %ld", prio);
+        return NULL;
+    }
+    if (name != Py_None && !PyUnicode_Check(name)) {
+        PyErr_SetString(PyExc_TypeError, "name must be a str");
+        return NULL;
+    }
+    HandleObject *h = PyObject_GC_New(HandleObject, &HandleType);
+    if (!h)
+        return NULL;
+    h->id = 0;
+    h->name = name == Py_None ? NULL : Py_NewRef(name);
+    h->prio = (int)prio;
+    h->final_state = GV_CREATED;
+    h->g = NULL;
+    h->fn = Py_NewRef(fn);
+    h->args = Py_NewRef(fargs);
+    h->kwargs = (fkw == Py_None || PyDict_GET_SIZE(fkw) == 0) ? NULL : Py_NewRef(fkw);
+    h->ctx = PyContext_CopyCurrent();
+    h->result = h->exc = NULL;
+    atomic_store_explicit(&h->lock.v, 0, memory_order_relaxed);
+    atomic_store_explicit(&h->done, 0, memory_order_relaxed);
+    atomic_store_explicit(&h->os_waiters, 0, memory_order_relaxed);
+    h->waiters = NULL;
+    PyObject_GC_Track(h);
+    if (!h->ctx) {
+        Py_DECREF(h);
+        return NULL;
+    }
+    gv_gvt *g;
+    int rc = gv_spawn_prepare(self->rt, (int)prio, h, &g);
+    if (rc != GV_OK) {
+        Py_DECREF(h);
+        if (rc == GV_E_EXHAUSTED)
+            PyErr_Format(SlotsExhausted, "all %u GVThread slots are in use (max_gvthreads)",
+                         self->rt->cfg.max_gvthreads);
+        else
+            PyErr_SetString(RuntimeShutdownError, "the runtime is shut down");
+        return NULL;
+    }
+    h->g = g;
+    h->id = g->id;
+    Py_INCREF(h); /* held by the GVThread until it ends */
+    gv_spawn_start(g);
+    return (PyObject *)h;
+}
+
+typedef struct {
+    uint64_t id, created, started, switches, wait_obj;
+    uint32_t state;
+    int worker, prio, wait_kind;
+    HandleObject *h;
+} snap_row;
+
+static PyObject *core_snapshot(CoreObject *self, PyObject *unused) {
+    (void)unused;
+    gv_runtime *rt = self->rt;
+    size_t cap = 64, n = 0;
+    snap_row *rows = NULL;
+    for (;;) {
+        snap_row *nr = PyMem_Realloc(rows, cap * sizeof *rows);
+        if (!nr) {
+            PyMem_Free(rows);
+            return PyErr_NoMemory();
+        }
+        rows = nr;
+        n = 0;
+        int overflow = 0;
+        gv_spin_lock(&rt->all_lock);
+        for (gv_gvt *g = rt->all_head; g; g = g->all_next) {
+            if (n == cap) {
+                overflow = 1;
+                break;
+            }
+            snap_row *r = &rows[n++];
+            r->id = g->id;
+            r->created = g->created_ns;
+            r->started = g->started_ns;
+            r->switches = g->switches;
+            r->state = atomic_load_explicit(&g->state, memory_order_relaxed);
+            r->worker = g->last_worker;
+            r->prio = g->prio;
+            r->wait_kind = g->wait_kind;
+            r->wait_obj = g->wait_obj;
+            r->h = g->task;
+            Py_INCREF(r->h); /* no Python code runs under the spin lock */
+        }
+        size_t live = 0;
+        for (gv_gvt *g = rt->all_head; g && overflow; g = g->all_next)
+            live++;
+        gv_spin_unlock(&rt->all_lock);
+        if (!overflow)
+            break;
+        for (size_t i = 0; i < n; i++)
+            Py_DECREF(rows[i].h);
+        cap = live + live / 4 + 64;
+    }
+    PyObject *list = PyList_New((Py_ssize_t)n);
+    for (size_t i = 0; i < n && list; i++) {
+        snap_row *r = &rows[i];
+        PyObject *name = handle_get_name(r->h, NULL);
+        PyObject *t = name ? Py_BuildValue(
+            "(KNNNNdNKiK)", (unsigned long long)r->id, name,
+            enum_member(state_enum_members, (long)r->state),
+            enum_member(prio_enum_members, r->prio),
+            r->worker < 0 ? Py_NewRef(Py_None) : PyLong_FromLong(r->worker),
+            (double)r->created / 1e9,
+            r->started ? PyFloat_FromDouble((double)r->started / 1e9) : Py_NewRef(Py_None),
+            (unsigned long long)r->switches, r->wait_kind, (unsigned long long)r->wait_obj)
+                              : NULL;
+        if (!t) {
+            Py_CLEAR(list);
+            break;
+        }
+        PyList_SET_ITEM(list, (Py_ssize_t)i, t);
+    }
+    for (size_t i = 0; i < n; i++)
+        Py_DECREF(rows[i].h);
+    PyMem_Free(rows);
+    return list;
+}
+
+/* stack(id) -> [(filename, lineno, function), ...] innermost first. */
+static PyObject *core_stack(CoreObject *self, PyObject *arg) {
+    unsigned long long id = PyLong_AsUnsignedLongLong(arg);
+    if (id == (unsigned long long)-1 && PyErr_Occurred())
+        return NULL;
+    gv_runtime *rt = self->rt;
+    PyThreadState *ts = NULL;
+    int found = 0;
+    gv_spin_lock(&rt->all_lock);
+    for (gv_gvt *g = rt->all_head; g; g = g->all_next) {
+        if (g->id == id) {
+            found = 1;
+            ts = g->tstate;
+            break;
+        }
+    }
+    gv_spin_unlock(&rt->all_lock);
+    if (!found) {
+        PyErr_Format(PyExc_KeyError, "no live GVThread with id %llu", id);
+        return NULL;
+    }
+    PyObject *list = PyList_New(0);
+    if (!list || !ts)
+        return list; /* not started yet: no frames */
+    /* The tstate cannot die while we hold the GIL and run no Python code;
+     * with the collector off, nothing below runs Python code. */
+    int gc_was = PyGC_Disable();
+    PyFrameObject *f = PyThreadState_GetFrame(ts);
+    while (f) {
+        PyCodeObject *code = PyFrame_GetCode(f);
+        PyObject *t = Py_BuildValue("(OiO)", code->co_filename, PyFrame_GetLineNumber(f),
+                                    code->co_name);
+        Py_DECREF(code);
+        if (!t || PyList_Append(list, t) < 0) {
+            Py_XDECREF(t);
+            Py_DECREF(f);
+            Py_CLEAR(list);
+            break;
+        }
+        Py_DECREF(t);
+        PyFrameObject *back = PyFrame_GetBack(f);
+        Py_DECREF(f);
+        f = back;
+    }
+    if (gc_was)
+        PyGC_Enable();
+    return list;
+}
+
+static PyObject *core_recursion_units(CoreObject *self, PyObject *unused) {
+    (void)unused;
+    return PyLong_FromLong(self->rt->py_recursion_units);
+}
+
+static PyMethodDef core_methods[] = {
+    {"spawn", (PyCFunction)(void (*)(void))core_spawn, METH_FASTCALL, NULL},
+    {"snapshot", (PyCFunction)core_snapshot, METH_NOARGS, NULL},
+    {"stack", (PyCFunction)core_stack, METH_O, NULL},
+    {"recursion_units", (PyCFunction)core_recursion_units, METH_NOARGS, NULL},
+    {NULL, NULL, 0, NULL},
+};
+
+static PyTypeObject CoreType = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "gvthread._core.Core",
+    .tp_basicsize = sizeof(CoreObject),
+    .tp_flags = Py_TPFLAGS_DEFAULT,
+    .tp_doc = "The Python face of one native runtime (see gvthread.Runtime).",
+    .tp_init = (initproc)core_init,
+    .tp_new = PyType_GenericNew,
+    .tp_dealloc = (destructor)core_dealloc,
+    .tp_methods = core_methods,
+};
+
+/* ------------------------------------------------------------ module */
+
+static PyObject *mod_yield_now(PyObject *m, PyObject *unused) {
+    (void)m;
+    (void)unused;
+    gv_gvt *g = gv_current();
+    if (!g) {
+        Py_BEGIN_ALLOW_THREADS
+        sched_yield();
+        Py_END_ALLOW_THREADS
+        Py_RETURN_NONE;
+    }
+    PyThreadState *ts = PyEval_SaveThread();
+    check_detached();
+    gv_yield();
+    PyEval_RestoreThread(ts);
+    Py_RETURN_NONE;
+}
+
+static PyObject *mod_current_id(PyObject *m, PyObject *unused) {
+    (void)m;
+    (void)unused;
+    gv_gvt *g = gv_current();
+    if (!g)
+        Py_RETURN_NONE;
+    return PyLong_FromUnsignedLongLong(g->id);
+}
+
+static PyObject *mod_is_in_gvthread(PyObject *m, PyObject *unused) {
+    (void)m;
+    (void)unused;
+    return PyBool_FromLong(gv_current() != NULL);
+}
+
+static PyObject *mod_current_core(PyObject *m, PyObject *unused) {
+    (void)m;
+    (void)unused;
+    gv_gvt *g = gv_current();
+    if (!g || !g->rt->pycore)
+        Py_RETURN_NONE;
+    return Py_NewRef((PyObject *)g->rt->pycore);
+}
+
+static PyObject *mod_stack_free(PyObject *m, PyObject *unused) {
+    (void)m;
+    (void)unused;
+    gv_gvt *g = gv_current();
+    if (!g)
+        Py_RETURN_NONE;
+    return PyLong_FromLong((long)((char *)__builtin_frame_address(0) - (char *)g->stack_lo));
+}
+
+static PyObject *mod_set_enums(PyObject *m, PyObject *args) {
+    (void)m;
+    PyObject *st, *pr;
+    if (!PyArg_ParseTuple(args, "O!O!", &PyTuple_Type, &st, &PyTuple_Type, &pr))
+        return NULL;
+    Py_XSETREF(state_enum_members, Py_NewRef(st));
+    Py_XSETREF(prio_enum_members, Py_NewRef(pr));
+    Py_RETURN_NONE;
+}
+
+static PyMethodDef mod_methods[] = {
+    {"yield_now", mod_yield_now, METH_NOARGS,
+     "Let other runnable GVThreads run; outside a GVThread, yield the OS thread."},
+    {"current_id", mod_current_id, METH_NOARGS, "Id of the calling GVThread, or None."},
+    {"is_in_gvthread", mod_is_in_gvthread, METH_NOARGS, "True inside a GVThread."},
+    {"current_core", mod_current_core, METH_NOARGS, NULL},
+    {"stack_free", mod_stack_free, METH_NOARGS,
+     "Bytes of C stack left below the caller (None outside a GVThread)."},
+    {"set_enums", mod_set_enums, METH_VARARGS, NULL},
+    {NULL, NULL, 0, NULL},
+};
+
+static struct PyModuleDef coremodule = {
+    PyModuleDef_HEAD_INIT, "gvthread._core",
+    "CPython-API half of gvthread._native: spawn, yield, join, inspection.", -1,
+    mod_methods, NULL, NULL, NULL, NULL,
+};
+
+static PyObject *make_module(void) {
+    if (PyType_Ready(&HandleType) < 0 || PyType_Ready(&CoreType) < 0)
+        return NULL;
+    PyObject *m = PyModule_Create(&coremodule);
+    if (!m)
+        return NULL;
+    SchedError = PyErr_NewExceptionWithDoc("gvthread.SchedError",
+                                           "Base of the scheduler's errors.",
+                                           PyExc_RuntimeError, NULL);
+    SlotsExhausted = SchedError ? PyErr_NewExceptionWithDoc(
+        "gvthread.SlotsExhausted", "Every GVThread slot (max_gvthreads) is in use.",
+        SchedError, NULL) : NULL;
+    RuntimeShutdownError = SchedError ? PyErr_NewExceptionWithDoc(
+        "gvthread.RuntimeShutdownError", "The runtime was shut down.", SchedError, NULL) : NULL;
+    if (!RuntimeShutdownError ||
+        PyModule_AddObjectRef(m, "SchedError", SchedError) < 0 ||
+        PyModule_AddObjectRef(m, "SlotsExhausted", SlotsExhausted) < 0 ||
+        PyModule_AddObjectRef(m, "RuntimeShutdownError", RuntimeShutdownError) < 0 ||
+        PyModule_AddObjectRef(m, "Handle", (PyObject *)&HandleType) < 0 ||
+        PyModule_AddObjectRef(m, "Core", (PyObject *)&CoreType) < 0 ||
+        PyModule_AddStringConstant(m, "CTX_IMPL", GV_CTX_NAME) < 0 ||
+        PyModule_AddIntConstant(m, "ASAN", GV_ASAN) < 0) {
+        Py_DECREF(m);
+        return NULL;
+    }
+    return m;
+}
+
+int gv_pymodule_init(void) {
+    PyGILState_STATE st = PyGILState_Ensure();
+    int rc = -1;
+    PyObject *mods = PyImport_GetModuleDict();
+    if (PyDict_GetItemString(mods, "gvthread._core")) {
+        rc = 0;
+    } else {
+        PyObject *m = make_module();
+        if (m) {
+            rc = PyDict_SetItemString(mods, "gvthread._core", m);
+            Py_DECREF(m);
+            if (rc == 0)
+                install_arena_hook();
+        }
+        if (rc < 0)
+            PyErr_Print();
+    }
+    PyGILState_Release(st);
+    return rc;
+}

@@ -1,0 +1,451 @@
+/* sched.c -- run queues, workers, spawn/yield/park, the timer thread.
+ *
+ * Model (after Go's runtime/proc.go, scaled down).  A runtime owns N worker OS
+ * threads.  Each worker runs a scheduler loop on its own stack (Go's g0) and
+ * switches into one GVThread at a time; a GVThread always switches back to
+ * its worker's loop, never directly to another GVThread, so that everything
+ * done "after the switch-out" (requeue, releasing a parker's lock, freeing a
+ * dead slot) happens on a stack nobody else is running on.
+ *
+ * Queues.  Every worker has a local run queue; there is one global queue
+ * (spawns from ordinary threads, wakeups from the timer thread).  A queue is
+ * four FIFOs, one per priority, and a bitmap of the non-empty ones, so the
+ * highest runnable priority is one count-trailing-zeros away.  A worker with
+ * nothing local takes from the global queue and then steals from the others.
+ *
+ * The Python token.  Python GVThreads cannot run in parallel on a GIL build,
+ * and two workers taking turns with the GIL made a yield-heavy workload 2x
+ * slower than one worker (every release hands the GIL to the other thread).
+ * So exactly one worker at a time -- the holder of rt->py_owner -- runs Python
+ * GVThreads; it serves every queue.  The others sleep until the holder goes
+ * idle and gives the token up.  (Issue 4 adds native GVThreads, which need no
+ * token, and handoff when the holder is stuck.)
+ *
+ * Priorities are strict, except that a worker which has picked a higher level
+ * 128 times in a row while a lower one waited serves the next lower level
+ * once: no runnable GVThread waits forever, and short bursts stay strict.
+ *
+ * Sleeping.  An idle worker announces itself in rt->idle_mask and sleeps on
+ * its own futex word.  Lost wakeups are excluded Dekker-style: the sleeper
+ * sets its idle bit, then reads nqueued; an enqueuer bumps nqueued, then reads
+ * py_owner and idle_mask.  All four accesses are seq_cst, so at least one side
+ * sees the other.
+ */
+#include "gv_internal.h"
+
+#include <errno.h>
+#include <signal.h>
+#include <string.h>
+#include <time.h>
+
+#if GV_ASAN
+#include <sanitizer/common_interface_defs.h>
+#endif
+
+__attribute__((tls_model("initial-exec"))) _Thread_local gv_worker *gv_tls_worker;
+
+/* A GVThread may resume on another worker after any switch.  The compiler
+ * assumes a function runs on one thread and may reuse a TLS address computed
+ * before the switch; reading TLS through this opaque function after every
+ * switch makes it read the worker we are on now. */
+__attribute__((noinline)) static gv_worker *cur_worker(void) {
+    gv_worker *w = gv_tls_worker;
+    __asm__ volatile("" : "+r"(w));
+    return w;
+}
+
+int gv_prio_highest(uint32_t bm) { return bm ? __builtin_ctz(bm) : -1; }
+
+/* ---------------------------------------------------------------- queues */
+
+void gv_runq_push(gv_runq *q, gv_gvt *g) {
+    int p = g->prio;
+    g->next = NULL;
+    gv_spin_lock(&q->lock);
+    if (q->lv[p].tail)
+        q->lv[p].tail->next = g;
+    else
+        q->lv[p].head = g;
+    q->lv[p].tail = g;
+    /* Only lock holders write bitmap/len; lock-free readers treat them as hints. */
+    atomic_store_explicit(&q->bitmap, atomic_load_explicit(&q->bitmap, memory_order_relaxed) | (1u << p),
+                          memory_order_relaxed);
+    atomic_store_explicit(&q->len, atomic_load_explicit(&q->len, memory_order_relaxed) + 1,
+                          memory_order_relaxed);
+    gv_spin_unlock(&q->lock);
+}
+
+gv_gvt *gv_runq_pop(gv_runq *q, int prio) {
+    gv_spin_lock(&q->lock);
+    uint32_t bm = atomic_load_explicit(&q->bitmap, memory_order_relaxed);
+    int p = prio < 0 ? gv_prio_highest(bm) : prio;
+    gv_gvt *g = NULL;
+    if (p >= 0 && (bm & (1u << p))) {
+        g = q->lv[p].head;
+        q->lv[p].head = g->next;
+        if (!g->next) {
+            q->lv[p].tail = NULL;
+            bm &= ~(1u << p);
+            atomic_store_explicit(&q->bitmap, bm, memory_order_relaxed);
+        }
+        g->next = NULL;
+        atomic_store_explicit(&q->len, atomic_load_explicit(&q->len, memory_order_relaxed) - 1,
+                              memory_order_relaxed);
+    }
+    gv_spin_unlock(&q->lock);
+    return g;
+}
+
+static void notify(gv_runtime *rt);
+
+static void rq_push(gv_runtime *rt, gv_runq *q, gv_gvt *g) {
+    gv_runq_push(q, g);
+    atomic_fetch_add(&rt->nqueued, 1); /* seq_cst: see "Sleeping" above */
+}
+
+static gv_gvt *rq_pop(gv_runtime *rt, gv_runq *q, int prio) {
+    gv_gvt *g = gv_runq_pop(q, prio);
+    if (g)
+        atomic_fetch_sub(&rt->nqueued, 1);
+    return g;
+}
+
+/* ---------------------------------------------------------------- wakeups */
+
+void gv_worker_wake(gv_worker *w) {
+    atomic_store(&w->park_word, 1);
+    gv_futex_wake(&w->park_word, 1);
+}
+
+/* Called after making work runnable.  If a worker holds the Python token it
+ * will find the work itself; otherwise wake one sleeper to take the token. */
+static void notify(gv_runtime *rt) {
+    if (atomic_load(&rt->py_owner) != -1)
+        return;
+    for (;;) {
+        uint64_t m = atomic_load(&rt->idle_mask);
+        if (!m)
+            return; /* someone is awake and will look */
+        unsigned start = atomic_fetch_add_explicit(&rt->wake_rr, 1, memory_order_relaxed) %
+                         (unsigned)rt->nworkers;
+        uint64_t rot = (m >> start) | (start ? m << (64 - start) : 0);
+        int i = (int)((__builtin_ctzll(rot) + start) % 64);
+        uint64_t bit = 1ull << i;
+        if (atomic_compare_exchange_weak(&rt->idle_mask, &m, m & ~bit)) {
+            gv_worker_wake(&rt->workers[i]);
+            return;
+        }
+    }
+}
+
+void gv_ready(gv_gvt *g) {
+    gv_runtime *rt = g->rt;
+    atomic_store_explicit(&g->state, GV_READY, memory_order_relaxed);
+    gv_worker *w = cur_worker();
+    rq_push(rt, (w && w->rt == rt) ? &w->local : &rt->global, g);
+    notify(rt);
+}
+
+int gv_wake_if(gv_gvt *g, uint32_t seq) {
+    /* Acquire/Release: pairs with the parker's load of wake_seq in the park
+     * that recorded seq; exactly one waker wins the CAS and readies g. */
+    if (!atomic_compare_exchange_strong(&g->wake_seq, &seq, seq + 1))
+        return 0;
+    gv_ready(g);
+    return 1;
+}
+
+/* ---------------------------------------------------------------- picking */
+
+static gv_gvt *steal(gv_worker *w) {
+    gv_runtime *rt = w->rt;
+    for (int i = 1; i < rt->nworkers; i++) {
+        gv_worker *v = &rt->workers[(w->idx + i) % rt->nworkers];
+        if (!atomic_load_explicit(&v->local.bitmap, memory_order_relaxed))
+            continue;
+        gv_gvt *g = rq_pop(rt, &v->local, -1);
+        if (g) {
+            w->stats.steals++;
+            return g;
+        }
+    }
+    return NULL;
+}
+
+static gv_gvt *pick(gv_worker *w) {
+    gv_runtime *rt = w->rt;
+    uint32_t lb = atomic_load_explicit(&w->local.bitmap, memory_order_relaxed);
+    uint32_t gb = atomic_load_explicit(&rt->global.bitmap, memory_order_relaxed);
+    uint32_t all = lb | gb;
+    int p = gv_prio_highest(all);
+    if (p >= 0 && (all >> (p + 1))) {
+        /* A lower level is waiting while we serve p. */
+        if (++w->tick >= 128) {
+            w->tick = 0;
+            int q = gv_prio_highest(all >> (p + 1)) + p + 1;
+            gv_gvt *g = (lb & (1u << q)) ? rq_pop(rt, &w->local, q) : rq_pop(rt, &rt->global, q);
+            if (g)
+                return g;
+        }
+    }
+    if (p >= 0) {
+        gv_gvt *g = NULL;
+        /* Same level in both: take the global one now and then, as Go does,
+         * so spawns from outside are not starved by local churn. */
+        if ((gb & (1u << p)) && (!(lb & (1u << p)) || ++w->gtick % 61 == 0))
+            g = rq_pop(rt, &rt->global, p);
+        if (!g && (lb & (1u << p)))
+            g = rq_pop(rt, &w->local, p);
+        if (!g)
+            g = rq_pop(rt, &w->local, -1);
+        if (!g)
+            g = rq_pop(rt, &rt->global, -1);
+        if (g)
+            return g;
+    }
+    return steal(w);
+}
+
+static void worker_park(gv_worker *w) {
+    gv_runtime *rt = w->rt;
+    uint64_t bit = 1ull << w->idx;
+    atomic_store(&w->park_word, 0);
+    atomic_fetch_or(&rt->idle_mask, bit);
+    if (atomic_load(&rt->stopping) ||
+        (atomic_load(&rt->nqueued) > 0 && atomic_load(&rt->py_owner) == -1)) {
+        atomic_fetch_and(&rt->idle_mask, ~bit);
+        return;
+    }
+    w->stats.parks++;
+    while (atomic_load(&w->park_word) == 0 && !atomic_load(&rt->stopping))
+        gv_futex_wait(&w->park_word, 0, -1);
+    atomic_fetch_and(&rt->idle_mask, ~bit);
+}
+
+static gv_gvt *find_runnable(gv_worker *w) {
+    gv_runtime *rt = w->rt;
+    for (;;) {
+        if (atomic_load_explicit(&rt->stopping, memory_order_relaxed))
+            return NULL;
+        if (atomic_load_explicit(&rt->py_owner, memory_order_relaxed) != w->idx) {
+            int expect = -1;
+            if (atomic_load(&rt->nqueued) == 0 ||
+                !atomic_compare_exchange_strong(&rt->py_owner, &expect, w->idx)) {
+                worker_park(w);
+                continue;
+            }
+        }
+        gv_gvt *g = pick(w);
+        if (g)
+            return g;
+        /* Nothing anywhere: give the token up, then look once more, since an
+         * enqueuer that saw the token held did not wake anybody. */
+        atomic_store(&rt->py_owner, -1);
+        if (atomic_load(&rt->nqueued) > 0)
+            continue;
+        gv_slots_trim(&rt->slots, 256);
+        worker_park(w);
+    }
+}
+
+/* ---------------------------------------------------------------- running */
+
+static void finish_exit(gv_worker *w, gv_gvt *g) {
+    gv_runtime *rt = w->rt;
+    atomic_store_explicit(&g->state, GV_FINISHED, memory_order_relaxed);
+    gv_slots_release(&rt->slots, g->slot);
+    atomic_fetch_add_explicit(&rt->finished, 1, memory_order_relaxed);
+    /* Release: pairs with the Acquire load in gv_runtime_wait_idle. */
+    if (atomic_fetch_sub_explicit(&rt->live, 1, memory_order_acq_rel) == 1)
+        gv_futex_wake(&rt->live, 1 << 30);
+}
+
+static void run_one(gv_worker *w, gv_gvt *g) {
+    gv_runtime *rt = w->rt;
+    if (g->last_worker >= 0 && g->last_worker != w->idx)
+        w->stats.migrations++;
+    g->last_worker = w->idx;
+    if (!g->started_ns)
+        g->started_ns = gv_now_ns();
+    atomic_store_explicit(&g->state, GV_RUNNING, memory_order_relaxed);
+    g->after = GV_AFTER_NONE;
+    g->switches++;
+    w->stats.switches++;
+    w->cur = g;
+    if (g->tstate)
+        gv_gilstate_switch_in(g->tstate);
+#if GV_ASAN
+    void *fake = NULL;
+    __sanitizer_start_switch_fiber(&fake, g->stack_lo, g->stack_size);
+#endif
+    gv_ctx_switch(&w->sched_ctx, &g->ctx);
+#if GV_ASAN
+    __sanitizer_finish_switch_fiber(fake, NULL, NULL);
+#endif
+    w->cur = NULL;
+    if (!rt->slots.guard)
+        GV_CHECK(*(uint64_t *)(gv_slot_base(&rt->slots, g->slot) + GV_PAGE) == GV_CANARY,
+                 "GVThread stack overflow (canary overwritten)");
+    switch (g->after) {
+    case GV_AFTER_YIELD:
+        if (g->tstate)
+            gv_gilstate_switch_out(g->tstate);
+        w->stats.yields++;
+        atomic_store_explicit(&g->state, GV_READY, memory_order_relaxed);
+        rq_push(rt, &w->local, g);
+        break;
+    case GV_AFTER_PARK: {
+        if (g->tstate)
+            gv_gilstate_switch_out(g->tstate);
+        w->stats.blocks++;
+        void (*unlock)(void *) = g->park_unlock;
+        void *arg = g->park_arg;
+        g->park_unlock = NULL;
+        atomic_store_explicit(&g->state, GV_BLOCKED, memory_order_relaxed);
+        if (unlock)
+            unlock(arg); /* from here on a waker may ready g */
+        break;
+    }
+    case GV_AFTER_EXIT:
+        finish_exit(w, g);
+        break;
+    default:
+        GV_CHECK(0, "bad after-switch action");
+    }
+}
+
+static void *worker_main(void *arg) {
+    gv_worker *w = arg;
+    gv_tls_worker = w;
+#if GV_ASAN
+    pthread_attr_t attr;
+    void *lo;
+    pthread_getattr_np(pthread_self(), &attr);
+    pthread_attr_getstack(&attr, &lo, &w->asan_stack_size);
+    w->asan_stack_lo = lo;
+    pthread_attr_destroy(&attr);
+#endif
+    /* Asynchronous signals belong to the main thread (CPython runs Python
+     * signal handlers there only); a worker must not be interrupted by them. */
+    sigset_t set;
+    sigfillset(&set);
+    sigdelset(&set, SIGSEGV);
+    sigdelset(&set, SIGBUS);
+    sigdelset(&set, SIGFPE);
+    sigdelset(&set, SIGILL);
+    sigdelset(&set, SIGABRT);
+    pthread_sigmask(SIG_BLOCK, &set, NULL);
+    for (;;) {
+        gv_gvt *g = find_runnable(w);
+        if (!g)
+            break;
+        run_one(w, g);
+    }
+    if (atomic_load(&w->rt->py_owner) == w->idx)
+        atomic_store(&w->rt->py_owner, -1);
+    atomic_store(&w->exited, 1);
+    return NULL;
+}
+
+/* ---------------------------------------------------------------- GVThread side */
+
+static void gv_entry(void *arg) {
+    gv_gvt *g = arg;
+#if GV_ASAN
+    __sanitizer_finish_switch_fiber(NULL, NULL, NULL);
+#endif
+    gv_py_run(g);
+    gv_worker *w = cur_worker();
+    g->after = GV_AFTER_EXIT;
+#if GV_ASAN
+    __sanitizer_start_switch_fiber(NULL, w->asan_stack_lo, w->asan_stack_size);
+#endif
+    gv_ctx_switch(&g->ctx, &w->sched_ctx);
+    GV_CHECK(0, "a finished GVThread was resumed");
+}
+
+static void switch_to_worker(gv_worker *w, gv_gvt *g) {
+#if GV_ASAN
+    void *fake = NULL;
+    __sanitizer_start_switch_fiber(&fake, w->asan_stack_lo, w->asan_stack_size);
+    gv_ctx_switch(&g->ctx, &w->sched_ctx);
+    __sanitizer_finish_switch_fiber(fake, NULL, NULL);
+#else
+    gv_ctx_switch(&g->ctx, &w->sched_ctx);
+#endif
+}
+
+void gv_yield(void) {
+    gv_worker *w = cur_worker();
+    gv_gvt *g = w->cur;
+    g->after = GV_AFTER_YIELD;
+    switch_to_worker(w, g);
+}
+
+void gv_park(void (*unlock)(void *), void *arg) {
+    gv_worker *w = cur_worker();
+    gv_gvt *g = w->cur;
+    g->park_unlock = unlock;
+    g->park_arg = arg;
+    g->after = GV_AFTER_PARK;
+    switch_to_worker(w, g);
+}
+
+/* ---------------------------------------------------------------- spawn */
+
+int gv_spawn_prepare(gv_runtime *rt, int prio, void *task, gv_gvt **out) {
+    if (atomic_load_explicit(&rt->stopping, memory_order_relaxed))
+        return GV_E_SHUTDOWN;
+    int64_t idx = gv_slots_alloc(&rt->slots);
+    if (idx < 0)
+        return GV_E_EXHAUSTED;
+    char *base = gv_slot_base(&rt->slots, (uint32_t)idx);
+    char *chunk = base + rt->slots.slot_size - GV_SLOT_TOP_PAD - GV_CHUNK_BYTES;
+    size_t meta = (sizeof(gv_gvt) + GV_CACHELINE - 1) & ~(size_t)(GV_CACHELINE - 1);
+    gv_gvt *g = (gv_gvt *)(chunk - meta);
+    memset(g, 0, sizeof *g);
+    g->rt = rt;
+    g->slot = (uint32_t)idx;
+    g->prio = (uint8_t)prio;
+    g->task = task;
+    g->id = atomic_fetch_add_explicit(&rt->next_id, 1, memory_order_relaxed);
+    g->last_worker = -1;
+    g->chunk_hint = chunk;
+    g->created_ns = gv_now_ns();
+    g->stack_lo = base + GV_PAGE + (rt->slots.guard ? 0 : 16);
+    g->stack_size = (size_t)((char *)g - (char *)g->stack_lo);
+    gv_ctx_init(&g->ctx, g->stack_lo, g->stack_size, gv_entry, g);
+    atomic_store_explicit(&g->state, GV_CREATED, memory_order_relaxed);
+    atomic_fetch_add_explicit(&rt->live, 1, memory_order_relaxed);
+    atomic_fetch_add_explicit(&rt->spawned, 1, memory_order_relaxed);
+    gv_spin_lock(&rt->all_lock);
+    g->all_next = rt->all_head;
+    if (rt->all_head)
+        rt->all_head->all_prev = g;
+    rt->all_head = g;
+    gv_spin_unlock(&rt->all_lock);
+    *out = g;
+    return GV_OK;
+}
+
+void gv_spawn_start(gv_gvt *g) { gv_ready(g); }
+
+void gv_all_remove(gv_gvt *g) {
+    gv_runtime *rt = g->rt;
+    gv_spin_lock(&rt->all_lock);
+    if (g->all_prev)
+        g->all_prev->all_next = g->all_next;
+    else
+        rt->all_head = g->all_next;
+    if (g->all_next)
+        g->all_next->all_prev = g->all_prev;
+    g->all_prev = g->all_next = NULL;
+    gv_spin_unlock(&rt->all_lock);
+}
+
+int gv_worker_start(gv_worker *w) {
+    if (pthread_create(&w->thread, NULL, worker_main, w) != 0)
+        return -1;
+    w->started = 1;
+    return 0;
+}

@@ -1,0 +1,206 @@
+/* stack.c -- the stack region and its slot allocator.
+ *
+ * Design.  All GVThread stacks of a runtime live in ONE anonymous mapping,
+ * reserved with MAP_NORESERVE and sliced into fixed-size slots.  Rejected:
+ *  - one mmap per stack: a system call per spawn and a VMA per GVThread;
+ *  - one mprotect'ed guard page per slot: every mprotect splits the VMA, and
+ *    the process dies near 32,700 slots (vm.max_map_count = 65,530);
+ *  - growable (copying) stacks: C frames hold pointers into the stack.
+ * Chosen: guard pages by MADV_GUARD_INSTALL (Linux >= 6.13), which marks
+ * page-table entries and leaves the VMA whole; where the kernel lacks it, a
+ * canary word at the bottom of each stack, checked by the worker at every
+ * switch-out.  Memory of a dead slot goes back with MADV_DONTNEED, lazily:
+ * the most recently freed slots stay warm (LIFO reuse makes the next spawn
+ * find its pages mapped) and the rest are trimmed when a worker goes idle.
+ *
+ * Slot layout, low to high addresses (T = top of slot, page aligned):
+ *   [guard page][ C stack, grows down ... | gvt | first data-stack chunk ][pad]
+ *                                         ^ sp0 ^ C = T - 16K - 1K
+ * C sits 3 KiB into its page: the hot top of the C stack, the gvt and the
+ * start of the CPython data-stack chunk share that one page, so a parked
+ * Python GVThread usually costs one page of stack memory.
+ */
+#include "gv_internal.h"
+
+#include <errno.h>
+#include <linux/futex.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/syscall.h>
+#include <time.h>
+#include <unistd.h>
+
+#ifndef MADV_GUARD_INSTALL
+#define MADV_GUARD_INSTALL 102
+#endif
+
+#if GV_ASAN
+#include <sanitizer/asan_interface.h>
+#endif
+
+void gv_fatal(const char *file, int line, const char *cond, const char *msg) {
+    fprintf(stderr, "gvthread: fatal: %s (%s) at %s:%d\n", msg, cond, file, line);
+    fflush(stderr);
+    abort();
+}
+
+void gv_spin_lock(gv_spin *l) {
+    for (unsigned n = 0;; n++) {
+        /* Acquire: pairs with the Release store in gv_spin_unlock. */
+        if (atomic_load_explicit(&l->v, memory_order_relaxed) == 0 &&
+            atomic_exchange_explicit(&l->v, 1, memory_order_acquire) == 0)
+            return;
+        if (n < 64)
+            __builtin_ia32_pause();
+        else
+            sched_yield(); /* holder was descheduled: let it finish */
+    }
+}
+
+int gv_futex_wait(atomic_uint *word, unsigned expected, int64_t timeout_ns) {
+    struct timespec ts, *tp = NULL;
+    if (timeout_ns >= 0) {
+        ts.tv_sec = timeout_ns / 1000000000;
+        ts.tv_nsec = timeout_ns % 1000000000;
+        tp = &ts;
+    }
+    long r = syscall(SYS_futex, (unsigned *)word, FUTEX_WAIT_PRIVATE, expected,
+                     tp, NULL, 0);
+    return r == 0 ? 0 : errno;
+}
+
+void gv_futex_wake(atomic_uint *word, int n) {
+    syscall(SYS_futex, (unsigned *)word, FUTEX_WAKE_PRIVATE, n, NULL, NULL, 0);
+}
+
+uint64_t gv_now_ns(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+int gv_slots_init(struct gv_slots *s, uint32_t nslots, size_t slot_size) {
+    memset(s, 0, sizeof *s);
+    if (nslots == 0 || slot_size < GV_MIN_STACK || slot_size % GV_PAGE)
+        return GV_E_CONFIG;
+    size_t total = (size_t)nslots * slot_size;
+    if (total / slot_size != nslots)
+        return GV_E_CONFIG;
+    void *p = mmap(NULL, total, PROT_READ | PROT_WRITE,
+                   MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    if (p == MAP_FAILED)
+        return GV_E_NOMEM;
+    /* The free stack is as large as the slot count but only its used prefix
+     * is ever touched, so it costs nothing up front either. */
+    void *fs = mmap(NULL, (size_t)nslots * sizeof(uint32_t), PROT_READ | PROT_WRITE,
+                    MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    if (fs == MAP_FAILED) {
+        munmap(p, total);
+        return GV_E_NOMEM;
+    }
+    s->base = p;
+    s->slot_size = slot_size;
+    s->nslots = nslots;
+    s->free_stack = fs;
+    s->guard = madvise(p, GV_PAGE, MADV_GUARD_INSTALL) == 0;
+    pthread_mutex_init(&s->lock, NULL);
+    return GV_OK;
+}
+
+void gv_slots_destroy(struct gv_slots *s) {
+    if (s->base) {
+        munmap(s->base, (size_t)s->nslots * s->slot_size);
+        munmap(s->free_stack, (size_t)s->nslots * sizeof(uint32_t));
+        pthread_mutex_destroy(&s->lock);
+    }
+    s->base = NULL;
+}
+
+static void slot_prepare_new(struct gv_slots *s, uint32_t idx) {
+    char *b = gv_slot_base(s, idx);
+    if (s->guard) {
+        if (idx != 0) /* slot 0's guard went in with the probe */
+            GV_CHECK(madvise(b, GV_PAGE, MADV_GUARD_INSTALL) == 0, "guard install");
+    }
+}
+
+int64_t gv_slots_alloc(struct gv_slots *s) {
+    int64_t idx;
+    pthread_mutex_lock(&s->lock);
+    if (s->nfree) {
+        idx = s->free_stack[--s->nfree];
+        if (s->clean_below > s->nfree)
+            s->clean_below = s->nfree;
+    } else if (s->high_water < s->nslots) {
+        idx = s->high_water++;
+        slot_prepare_new(s, (uint32_t)idx);
+    } else {
+        pthread_mutex_unlock(&s->lock);
+        return -1;
+    }
+    s->in_use++;
+    pthread_mutex_unlock(&s->lock);
+    char *b = gv_slot_base(s, (uint32_t)idx);
+#if GV_ASAN
+    /* Frames that never returned (a GVThread's last ones) left poison behind. */
+    __asan_unpoison_memory_region(b + GV_PAGE, s->slot_size - GV_PAGE);
+#endif
+    if (!s->guard)
+        *(uint64_t *)(b + GV_PAGE) = GV_CANARY;
+    return idx;
+}
+
+void gv_slots_release(struct gv_slots *s, uint32_t idx) {
+    pthread_mutex_lock(&s->lock);
+    GV_CHECK(idx < s->high_water && s->in_use > 0, "release of a slot never handed out");
+    s->free_stack[s->nfree++] = idx;
+    s->in_use--;
+    pthread_mutex_unlock(&s->lock);
+}
+
+/* Give back the pages of free slots, keeping the keep_hot most recent ones
+ * warm.  Works in batches so spawners are not held off for long. */
+void gv_slots_trim(struct gv_slots *s, uint32_t keep_hot) {
+    for (;;) {
+        pthread_mutex_lock(&s->lock);
+        if (s->nfree <= keep_hot || s->clean_below >= s->nfree - keep_hot) {
+            pthread_mutex_unlock(&s->lock);
+            return;
+        }
+        uint32_t end = s->nfree - keep_hot;
+        uint32_t stop = s->clean_below + 64 < end ? s->clean_below + 64 : end;
+        for (uint32_t i = s->clean_below; i < stop; i++) {
+            char *b = gv_slot_base(s, s->free_stack[i]);
+            /* Guard markers survive MADV_DONTNEED; skip the guard page anyway. */
+            madvise(b + GV_PAGE, s->slot_size - GV_PAGE, MADV_DONTNEED);
+        }
+        s->clean_below = stop;
+        pthread_mutex_unlock(&s->lock);
+    }
+}
+
+/* ---- test hooks ---- */
+gv_slots_t *gv_slots_test_new(uint32_t nslots, size_t slot_size) {
+    gv_slots_t *s = calloc(1, sizeof *s);
+    if (!s)
+        return NULL;
+    if (gv_slots_init(s, nslots, slot_size) != GV_OK) {
+        free(s);
+        return NULL;
+    }
+    return s;
+}
+void gv_slots_test_free(gv_slots_t *s) {
+    if (s) {
+        gv_slots_destroy(s);
+        free(s);
+    }
+}
+int64_t gv_slots_test_alloc(gv_slots_t *s) { return gv_slots_alloc(s); }
+void gv_slots_test_release(gv_slots_t *s, uint32_t idx) { gv_slots_release(s, idx); }
+uint32_t gv_slots_test_in_use(gv_slots_t *s) {
+    pthread_mutex_lock(&s->lock);
+    uint32_t n = s->in_use;
+    pthread_mutex_unlock(&s->lock);
+    return n;
+}
