@@ -35,7 +35,13 @@ __attribute__((noreturn)) void gv_fatal(const char *file, int line,
 
 /* ---- spin lock: short critical sections only (queue pointer updates) ---- */
 typedef struct { atomic_int v; } gv_spin;
-void gv_spin_lock(gv_spin *l);
+static inline void gv_spin_lock(gv_spin *l) {
+    /* Acquire: pairs with the Release store in gv_spin_unlock. */
+    if (__builtin_expect(atomic_exchange_explicit(&l->v, 1, memory_order_acquire) == 0, 1))
+        return;
+    void gv_spin_lock_slow(gv_spin *l);
+    gv_spin_lock_slow(l);
+}
 static inline void gv_spin_unlock(gv_spin *l) {
     /* Release: pairs with the Acquire exchange in gv_spin_lock. */
     atomic_store_explicit(&l->v, 0, memory_order_release);
@@ -45,6 +51,7 @@ static inline void gv_spin_unlock(gv_spin *l) {
 int gv_futex_wait(atomic_uint *word, unsigned expected, int64_t timeout_ns);
 void gv_futex_wake(atomic_uint *word, int n);
 uint64_t gv_now_ns(void); /* CLOCK_MONOTONIC */
+uint64_t gv_coarse_ns(void); /* CLOCK_MONOTONIC_COARSE: a few ms resolution, cheap */
 
 /* ---- GVThread states.  Written by the owner of the transition (below),
  * read racily by inspection, which tolerates a stale value. ---- */
@@ -56,7 +63,9 @@ enum gv_state {
     GV_PREEMPTED = 4, /* forced off a worker; owned by a run queue (issue 4) */
     GV_FINISHED = 5,  /* returned or raised; slot being released */
     GV_CANCELLED = 6, /* finished by cancellation (issue 3) */
+    GV_FREE = 7,      /* metadata entry not in use (internal, never shown) */
 };
+#define GV_NO_SLOT 0xffffffffu
 
 /* What the worker does after a GVThread switches back to it. */
 enum gv_after { GV_AFTER_NONE, GV_AFTER_YIELD, GV_AFTER_PARK, GV_AFTER_EXIT };
@@ -72,7 +81,6 @@ typedef struct gv_gvt gv_gvt;
 struct gv_gvt {
     gv_ctx ctx;                 /* offset 0: the switch code stores sp here */
     gv_gvt *next;               /* run queue / wait list link */
-    gv_gvt *all_prev, *all_next;/* runtime's list of live GVThreads */
     struct gv_runtime *rt;
     uint64_t id;
     _Atomic uint32_t state;     /* enum gv_state */
@@ -80,7 +88,8 @@ struct gv_gvt {
     uint8_t after;              /* enum gv_after, set by the GVThread itself */
     uint8_t wait_kind;          /* enum gv_wait_kind, for inspection */
     uint8_t pad0;
-    uint32_t slot;
+    uint32_t slot;              /* stack slot, GV_NO_SLOT until the first run */
+    uint32_t meta;              /* index of this struct in rt->metas */
     int32_t last_worker;        /* -1 before the first run */
     uint64_t wait_obj;          /* id of what a BLOCKED GVThread waits on */
     gv_gvt *wait_next;          /* link in a wait list (join), apart from next */
@@ -104,7 +113,7 @@ struct gv_gvt {
 
 GV_CT_ASSERT(offsetof(gv_gvt, ctx) == 0, "the switch code stores sp at offset 0");
 GV_CT_ASSERT(sizeof(gv_gvt) % GV_CACHELINE == 0, "gvt is whole cache lines");
-GV_CT_ASSERT(sizeof(gv_gvt) <= 256 || GV_CTX_UCONTEXT, "gvt fits its slot area");
+GV_CT_ASSERT(sizeof(gv_gvt) <= 256 || GV_CTX_UCONTEXT, "gvt stays four cache lines");
 
 /* ---- run queue: FIFO per priority, bitmap of non-empty levels ---- */
 typedef struct gv_runq {
@@ -118,7 +127,9 @@ typedef struct gv_runq {
 void gv_runq_push(gv_runq *q, gv_gvt *g);
 gv_gvt *gv_runq_pop(gv_runq *q, int prio);   /* prio -1: highest non-empty */
 
-/* ---- slots: one MAP_NORESERVE region, fixed-size slots, LIFO free stack ---- */
+/* ---- pools: one MAP_NORESERVE region, fixed-size items, LIFO free stack.
+ * Used twice per runtime: for stacks (page-multiple slots with guard pages)
+ * and for the dense gv_gvt metadata array. ---- */
 struct gv_slots {
     char *base;
     size_t slot_size;
@@ -128,14 +139,17 @@ struct gv_slots {
     uint32_t nfree;
     uint32_t clean_below;       /* free_stack[0, clean_below) are madvised */
     uint32_t in_use;
+    int stacks;                 /* 1: stack slots (guard page, canary) */
+    uint32_t guarded;           /* slots [0, guarded) have their guard page */
     int guard;                  /* 1 if MADV_GUARD_INSTALL works here */
     pthread_mutex_t lock;
 };
-int gv_slots_init(struct gv_slots *s, uint32_t nslots, size_t slot_size);
+int gv_slots_init(struct gv_slots *s, uint32_t nslots, size_t slot_size, int stacks);
 void gv_slots_destroy(struct gv_slots *s);
 int64_t gv_slots_alloc(struct gv_slots *s);
 void gv_slots_release(struct gv_slots *s, uint32_t idx);
 void gv_slots_trim(struct gv_slots *s, uint32_t keep_hot);
+int gv_slots_reset_if_empty(struct gv_slots *s, uint32_t keep_hot);
 static inline char *gv_slot_base(struct gv_slots *s, uint32_t idx) {
     return s->base + (size_t)idx * s->slot_size;
 }
@@ -181,7 +195,8 @@ typedef struct gv_timer {
 
 struct gv_runtime {
     gv_config cfg;
-    struct gv_slots slots;
+    struct gv_slots slots;      /* stacks */
+    struct gv_slots metas;      /* gv_gvt array; an entry per live GVThread */
     gv_runq global;
     gv_worker *workers;
     int nworkers;
@@ -196,8 +211,6 @@ struct gv_runtime {
     _Atomic uint64_t next_id;
     _Atomic uint32_t live;      /* futex: spawned and not yet released */
     _Atomic uint64_t spawned, finished;
-    gv_spin all_lock;
-    gv_gvt *all_head;
     gv_timer timer;
     void *interp;               /* PyInterpreterState* of the creator */
     void *pycore;               /* borrowed: the gvthread._core.Core object */
@@ -223,7 +236,9 @@ void gv_timer_add(gv_runtime *rt, uint64_t when, gv_gvt *g, uint32_t seq);
 void gv_timer_cancel(gv_runtime *rt, gv_gvt *g, uint32_t seq);
 int gv_worker_start(gv_worker *w);
 void gv_worker_wake(gv_worker *w);
-void gv_all_remove(gv_gvt *g);
+static inline gv_gvt *gv_meta_at(gv_runtime *rt, uint32_t i) {
+    return (gv_gvt *)gv_slot_base(&rt->metas, i);
+}
 /* Defined by pybridge.c: runs the Python callable of g on g's stack. */
 void gv_py_run(gv_gvt *g);
 void gv_gilstate_switch_in(void *tstate);   /* pygilstate.c */

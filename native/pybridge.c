@@ -442,7 +442,8 @@ void gv_py_run(gv_gvt *g) {
     Py_CLEAR(h->args);
     Py_CLEAR(h->kwargs);
     finish_handle(h, res, exc);
-    gv_all_remove(g);
+    /* Under the GIL: from here inspection no longer sees this GVThread. */
+    g->task = NULL;
     g->tstate = NULL;
     Py_DECREF(h); /* the reference the GVThread held; may run finalizers */
     PyThreadState_Clear(ts);
@@ -573,71 +574,51 @@ typedef struct {
     HandleObject *h;
 } snap_row;
 
+/* Inspection scans the dense metadata array under the GIL.  An entry is a
+ * live Python GVThread while its task is set: spawn sets it and the GVThread
+ * clears it, both under the GIL, so no entry changes meaning during a scan
+ * that runs no Python code.  Workers may concurrently move states on and
+ * release (or zero) entries whose task is already NULL; that is harmless. */
+static gv_gvt *scan_next(gv_runtime *rt, uint32_t *pos) {
+    uint32_t hw = rt->metas.high_water; /* racy: a stale bound only adds zero pages */
+    while (*pos < hw) {
+        gv_gvt *g = gv_meta_at(rt, (*pos)++);
+        uint32_t st = atomic_load_explicit(&g->state, memory_order_acquire);
+        if (st != GV_FREE && g->task)
+            return g;
+    }
+    return NULL;
+}
+
 static PyObject *core_snapshot(CoreObject *self, PyObject *unused) {
     (void)unused;
     gv_runtime *rt = self->rt;
-    size_t cap = 64, n = 0;
-    snap_row *rows = NULL;
-    for (;;) {
-        snap_row *nr = PyMem_Realloc(rows, cap * sizeof *rows);
-        if (!nr) {
-            PyMem_Free(rows);
-            return PyErr_NoMemory();
-        }
-        rows = nr;
-        n = 0;
-        int overflow = 0;
-        gv_spin_lock(&rt->all_lock);
-        for (gv_gvt *g = rt->all_head; g; g = g->all_next) {
-            if (n == cap) {
-                overflow = 1;
-                break;
-            }
-            snap_row *r = &rows[n++];
-            r->id = g->id;
-            r->created = g->created_ns;
-            r->started = g->started_ns;
-            r->switches = g->switches;
-            r->state = atomic_load_explicit(&g->state, memory_order_relaxed);
-            r->worker = g->last_worker;
-            r->prio = g->prio;
-            r->wait_kind = g->wait_kind;
-            r->wait_obj = g->wait_obj;
-            r->h = g->task;
-            Py_INCREF(r->h); /* no Python code runs under the spin lock */
-        }
-        size_t live = 0;
-        for (gv_gvt *g = rt->all_head; g && overflow; g = g->all_next)
-            live++;
-        gv_spin_unlock(&rt->all_lock);
-        if (!overflow)
-            break;
-        for (size_t i = 0; i < n; i++)
-            Py_DECREF(rows[i].h);
-        cap = live + live / 4 + 64;
-    }
-    PyObject *list = PyList_New((Py_ssize_t)n);
-    for (size_t i = 0; i < n && list; i++) {
-        snap_row *r = &rows[i];
-        PyObject *name = handle_get_name(r->h, NULL);
+    PyObject *list = PyList_New(0);
+    if (!list)
+        return NULL;
+    int gc_was = PyGC_Disable(); /* no finalizer may run Python mid-scan */
+    uint32_t pos = 0;
+    for (gv_gvt *g; (g = scan_next(rt, &pos));) {
+        uint32_t state = atomic_load_explicit(&g->state, memory_order_relaxed);
+        PyObject *name = handle_get_name((HandleObject *)g->task, NULL);
         PyObject *t = name ? Py_BuildValue(
-            "(KNNNNdNKiK)", (unsigned long long)r->id, name,
-            enum_member(state_enum_members, (long)r->state),
-            enum_member(prio_enum_members, r->prio),
-            r->worker < 0 ? Py_NewRef(Py_None) : PyLong_FromLong(r->worker),
-            (double)r->created / 1e9,
-            r->started ? PyFloat_FromDouble((double)r->started / 1e9) : Py_NewRef(Py_None),
-            (unsigned long long)r->switches, r->wait_kind, (unsigned long long)r->wait_obj)
-                              : NULL;
-        if (!t) {
+            "(KNNNNdNKiK)", (unsigned long long)g->id, name,
+            enum_member(state_enum_members, (long)state),
+            enum_member(prio_enum_members, g->prio),
+            g->last_worker < 0 ? Py_NewRef(Py_None) : PyLong_FromLong(g->last_worker),
+            (double)g->created_ns / 1e9,
+            g->started_ns ? PyFloat_FromDouble((double)g->started_ns / 1e9) : Py_NewRef(Py_None),
+            (unsigned long long)g->switches, (int)g->wait_kind,
+            (unsigned long long)g->wait_obj) : NULL;
+        if (!t || PyList_Append(list, t) < 0) {
+            Py_XDECREF(t);
             Py_CLEAR(list);
             break;
         }
-        PyList_SET_ITEM(list, (Py_ssize_t)i, t);
+        Py_DECREF(t);
     }
-    for (size_t i = 0; i < n; i++)
-        Py_DECREF(rows[i].h);
-    PyMem_Free(rows);
+    if (gc_was)
+        PyGC_Enable();
     return list;
 }
 
@@ -647,21 +628,15 @@ static PyObject *core_stack(CoreObject *self, PyObject *arg) {
     if (id == (unsigned long long)-1 && PyErr_Occurred())
         return NULL;
     gv_runtime *rt = self->rt;
-    PyThreadState *ts = NULL;
-    int found = 0;
-    gv_spin_lock(&rt->all_lock);
-    for (gv_gvt *g = rt->all_head; g; g = g->all_next) {
-        if (g->id == id) {
-            found = 1;
-            ts = g->tstate;
-            break;
-        }
-    }
-    gv_spin_unlock(&rt->all_lock);
-    if (!found) {
+    uint32_t pos = 0;
+    gv_gvt *g;
+    while ((g = scan_next(rt, &pos)) && g->id != id)
+        ;
+    if (!g) {
         PyErr_Format(PyExc_KeyError, "no live GVThread with id %llu", id);
         return NULL;
     }
+    PyThreadState *ts = g->tstate;
     PyObject *list = PyList_New(0);
     if (!list || !ts)
         return list; /* not started yet: no frames */

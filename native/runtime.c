@@ -129,7 +129,12 @@ gv_runtime *gv_runtime_new(const gv_config *cfg, int *err) {
     }
     memset(rt, 0, sizeof *rt);
     rt->cfg = *cfg;
-    int rc = gv_slots_init(&rt->slots, cfg->max_gvthreads, cfg->stack_size);
+    int rc = gv_slots_init(&rt->slots, cfg->max_gvthreads, cfg->stack_size, 1);
+    if (rc == GV_OK) {
+        rc = gv_slots_init(&rt->metas, cfg->max_gvthreads, sizeof(gv_gvt), 0);
+        if (rc != GV_OK)
+            gv_slots_destroy(&rt->slots);
+    }
     if (rc != GV_OK) {
         free(rt);
         *err = rc;
@@ -139,6 +144,7 @@ gv_runtime *gv_runtime_new(const gv_config *cfg, int *err) {
     rt->workers = aligned_alloc(GV_CACHELINE, sizeof(gv_worker) * (size_t)cfg->workers);
     if (!rt->workers) {
         gv_slots_destroy(&rt->slots);
+        gv_slots_destroy(&rt->metas);
         free(rt);
         *err = GV_E_NOMEM;
         return NULL;
@@ -223,8 +229,10 @@ void gv_runtime_free(gv_runtime *rt) {
     for (int i = 0; i < rt->nworkers; i++)
         if (rt->workers[i].started || rt->workers[i].detached)
             return; /* a running or detached worker may still touch rt: leak it */
-    if (atomic_load(&rt->live) == 0)
+    if (atomic_load(&rt->live) == 0) {
         gv_slots_destroy(&rt->slots);
+        gv_slots_destroy(&rt->metas);
+    }
     free(rt->timer.heap);
     free(rt->workers);
     free(rt);
@@ -232,7 +240,11 @@ void gv_runtime_free(gv_runtime *rt) {
 
 int gv_runtime_workers(gv_runtime *rt) { return rt->nworkers; }
 
-void gv_runtime_trim(gv_runtime *rt) { gv_slots_trim(&rt->slots, 0); }
+void gv_runtime_trim(gv_runtime *rt) {
+    gv_slots_reset_if_empty(&rt->metas, 0);
+    if (!gv_slots_reset_if_empty(&rt->slots, 0))
+        gv_slots_trim(&rt->slots, 0);
+}
 
 void gv_runtime_stats_get(gv_runtime *rt, gv_runtime_stats *out) {
     out->spawned = atomic_load_explicit(&rt->spawned, memory_order_relaxed);

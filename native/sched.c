@@ -243,7 +243,12 @@ static gv_gvt *find_runnable(gv_worker *w) {
         atomic_store(&rt->py_owner, -1);
         if (atomic_load(&rt->nqueued) > 0)
             continue;
-        gv_slots_trim(&rt->slots, 256);
+        if (atomic_load(&rt->live) == 0) {
+            gv_slots_reset_if_empty(&rt->metas, 0);
+            gv_slots_reset_if_empty(&rt->slots, 16);
+        } else {
+            gv_slots_trim(&rt->slots, 256);
+        }
         worker_park(w);
     }
 }
@@ -252,21 +257,42 @@ static gv_gvt *find_runnable(gv_worker *w) {
 
 static void finish_exit(gv_worker *w, gv_gvt *g) {
     gv_runtime *rt = w->rt;
-    atomic_store_explicit(&g->state, GV_FINISHED, memory_order_relaxed);
     gv_slots_release(&rt->slots, g->slot);
+    atomic_store_explicit(&g->state, GV_FREE, memory_order_relaxed);
+    gv_slots_release(&rt->metas, g->meta);
     atomic_fetch_add_explicit(&rt->finished, 1, memory_order_relaxed);
     /* Release: pairs with the Acquire load in gv_runtime_wait_idle. */
     if (atomic_fetch_sub_explicit(&rt->live, 1, memory_order_acq_rel) == 1)
         gv_futex_wake(&rt->live, 1 << 30);
 }
 
+static void gv_entry(void *arg);
+
+/* A GVThread gets its stack when it first runs, not when spawned: a burst of
+ * spawns of short callables then reuses one warm slot instead of faulting in
+ * a fresh page each.  A metadata entry was reserved at spawn and there are as
+ * many slots as entries, so this cannot fail. */
+static void bind_stack(gv_runtime *rt, gv_gvt *g) {
+    int64_t idx = gv_slots_alloc(&rt->slots);
+    GV_CHECK(idx >= 0, "no stack slot for a reserved GVThread");
+    char *base = gv_slot_base(&rt->slots, (uint32_t)idx);
+    char *chunk = base + rt->slots.slot_size - GV_SLOT_TOP_PAD - GV_CHUNK_BYTES;
+    g->slot = (uint32_t)idx;
+    g->chunk_hint = chunk;
+    g->stack_lo = base + GV_PAGE + (rt->slots.guard ? 0 : 16);
+    g->stack_size = (size_t)(chunk - (char *)g->stack_lo);
+    gv_ctx_init(&g->ctx, g->stack_lo, g->stack_size, gv_entry, g);
+}
+
 static void run_one(gv_worker *w, gv_gvt *g) {
     gv_runtime *rt = w->rt;
+    if (g->slot == GV_NO_SLOT)
+        bind_stack(rt, g);
     if (g->last_worker >= 0 && g->last_worker != w->idx)
         w->stats.migrations++;
     g->last_worker = w->idx;
     if (!g->started_ns)
-        g->started_ns = gv_now_ns();
+        g->started_ns = gv_coarse_ns();
     atomic_store_explicit(&g->state, GV_RUNNING, memory_order_relaxed);
     g->after = GV_AFTER_NONE;
     g->switches++;
@@ -396,52 +422,29 @@ void gv_park(void (*unlock)(void *), void *arg) {
 int gv_spawn_prepare(gv_runtime *rt, int prio, void *task, gv_gvt **out) {
     if (atomic_load_explicit(&rt->stopping, memory_order_relaxed))
         return GV_E_SHUTDOWN;
-    int64_t idx = gv_slots_alloc(&rt->slots);
+    int64_t idx = gv_slots_alloc(&rt->metas);
     if (idx < 0)
         return GV_E_EXHAUSTED;
-    char *base = gv_slot_base(&rt->slots, (uint32_t)idx);
-    char *chunk = base + rt->slots.slot_size - GV_SLOT_TOP_PAD - GV_CHUNK_BYTES;
-    size_t meta = (sizeof(gv_gvt) + GV_CACHELINE - 1) & ~(size_t)(GV_CACHELINE - 1);
-    gv_gvt *g = (gv_gvt *)(chunk - meta);
+    gv_gvt *g = gv_meta_at(rt, (uint32_t)idx);
     memset(g, 0, sizeof *g);
     g->rt = rt;
-    g->slot = (uint32_t)idx;
+    g->meta = (uint32_t)idx;
+    g->slot = GV_NO_SLOT;
     g->prio = (uint8_t)prio;
     g->task = task;
     g->id = atomic_fetch_add_explicit(&rt->next_id, 1, memory_order_relaxed);
     g->last_worker = -1;
-    g->chunk_hint = chunk;
-    g->created_ns = gv_now_ns();
-    g->stack_lo = base + GV_PAGE + (rt->slots.guard ? 0 : 16);
-    g->stack_size = (size_t)((char *)g - (char *)g->stack_lo);
-    gv_ctx_init(&g->ctx, g->stack_lo, g->stack_size, gv_entry, g);
-    atomic_store_explicit(&g->state, GV_CREATED, memory_order_relaxed);
+    g->created_ns = gv_coarse_ns();
     atomic_fetch_add_explicit(&rt->live, 1, memory_order_relaxed);
     atomic_fetch_add_explicit(&rt->spawned, 1, memory_order_relaxed);
-    gv_spin_lock(&rt->all_lock);
-    g->all_next = rt->all_head;
-    if (rt->all_head)
-        rt->all_head->all_prev = g;
-    rt->all_head = g;
-    gv_spin_unlock(&rt->all_lock);
+    /* Release: inspection scans the metadata array and trusts an entry whose
+     * state it reads (Acquire) as other than GV_FREE. */
+    atomic_store_explicit(&g->state, GV_CREATED, memory_order_release);
     *out = g;
     return GV_OK;
 }
 
 void gv_spawn_start(gv_gvt *g) { gv_ready(g); }
-
-void gv_all_remove(gv_gvt *g) {
-    gv_runtime *rt = g->rt;
-    gv_spin_lock(&rt->all_lock);
-    if (g->all_prev)
-        g->all_prev->all_next = g->all_next;
-    else
-        rt->all_head = g->all_next;
-    if (g->all_next)
-        g->all_next->all_prev = g->all_prev;
-    g->all_prev = g->all_next = NULL;
-    gv_spin_unlock(&rt->all_lock);
-}
 
 int gv_worker_start(gv_worker *w) {
     if (pthread_create(&w->thread, NULL, worker_main, w) != 0)

@@ -44,7 +44,7 @@ void gv_fatal(const char *file, int line, const char *cond, const char *msg) {
     abort();
 }
 
-void gv_spin_lock(gv_spin *l) {
+void gv_spin_lock_slow(gv_spin *l) {
     for (unsigned n = 0;; n++) {
         /* Acquire: pairs with the Release store in gv_spin_unlock. */
         if (atomic_load_explicit(&l->v, memory_order_relaxed) == 0 &&
@@ -73,15 +73,21 @@ void gv_futex_wake(atomic_uint *word, int n) {
     syscall(SYS_futex, (unsigned *)word, FUTEX_WAKE_PRIVATE, n, NULL, NULL, 0);
 }
 
+uint64_t gv_coarse_ns(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
 uint64_t gv_now_ns(void) {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
 }
 
-int gv_slots_init(struct gv_slots *s, uint32_t nslots, size_t slot_size) {
+int gv_slots_init(struct gv_slots *s, uint32_t nslots, size_t slot_size, int stacks) {
     memset(s, 0, sizeof *s);
-    if (nslots == 0 || slot_size < GV_MIN_STACK || slot_size % GV_PAGE)
+    if (nslots == 0 || slot_size == 0 || (stacks && (slot_size < GV_MIN_STACK || slot_size % GV_PAGE)))
         return GV_E_CONFIG;
     size_t total = (size_t)nslots * slot_size;
     if (total / slot_size != nslots)
@@ -102,7 +108,8 @@ int gv_slots_init(struct gv_slots *s, uint32_t nslots, size_t slot_size) {
     s->slot_size = slot_size;
     s->nslots = nslots;
     s->free_stack = fs;
-    s->guard = madvise(p, GV_PAGE, MADV_GUARD_INSTALL) == 0;
+    s->stacks = stacks;
+    s->guard = stacks && madvise(p, GV_PAGE, MADV_GUARD_INSTALL) == 0;
     pthread_mutex_init(&s->lock, NULL);
     return GV_OK;
 }
@@ -117,10 +124,12 @@ void gv_slots_destroy(struct gv_slots *s) {
 }
 
 static void slot_prepare_new(struct gv_slots *s, uint32_t idx) {
-    char *b = gv_slot_base(s, idx);
-    if (s->guard) {
+    /* Guards outlive MADV_DONTNEED, so a slot is guarded once in its life. */
+    if (s->guard && idx >= s->guarded) {
         if (idx != 0) /* slot 0's guard went in with the probe */
-            GV_CHECK(madvise(b, GV_PAGE, MADV_GUARD_INSTALL) == 0, "guard install");
+            GV_CHECK(madvise(gv_slot_base(s, idx), GV_PAGE, MADV_GUARD_INSTALL) == 0,
+                     "guard install");
+        s->guarded = idx + 1;
     }
 }
 
@@ -141,12 +150,16 @@ int64_t gv_slots_alloc(struct gv_slots *s) {
     s->in_use++;
     pthread_mutex_unlock(&s->lock);
     char *b = gv_slot_base(s, (uint32_t)idx);
+    if (s->stacks) {
 #if GV_ASAN
-    /* Frames that never returned (a GVThread's last ones) left poison behind. */
-    __asan_unpoison_memory_region(b + GV_PAGE, s->slot_size - GV_PAGE);
+        /* Frames that never returned (a GVThread's last ones) left poison. */
+        __asan_unpoison_memory_region(b + GV_PAGE, s->slot_size - GV_PAGE);
 #endif
-    if (!s->guard)
-        *(uint64_t *)(b + GV_PAGE) = GV_CANARY;
+        if (!s->guard)
+            *(uint64_t *)(b + GV_PAGE) = GV_CANARY;
+    } else {
+        (void)b;
+    }
     return idx;
 }
 
@@ -179,12 +192,37 @@ void gv_slots_trim(struct gv_slots *s, uint32_t keep_hot) {
     }
 }
 
+/* When nothing is in use, give back everything above the first keep_hot
+ * items in one madvise and forget the rest were ever handed out.  Returns 1
+ * if it did.  Much cheaper than trimming slot by slot after a burst. */
+int gv_slots_reset_if_empty(struct gv_slots *s, uint32_t keep_hot) {
+    pthread_mutex_lock(&s->lock);
+    if (s->in_use != 0 || s->high_water <= keep_hot) {
+        pthread_mutex_unlock(&s->lock);
+        return 0;
+    }
+    uintptr_t lo = (uintptr_t)(s->base + (size_t)keep_hot * s->slot_size);
+    uintptr_t hi = (uintptr_t)(s->base + (size_t)s->high_water * s->slot_size);
+    lo = (lo + GV_PAGE - 1) & ~(uintptr_t)(GV_PAGE - 1);
+    /* Guard markers survive MADV_DONTNEED, and slots above high_water get
+     * theirs installed again anyway when handed out. */
+    if (hi > lo)
+        madvise((void *)lo, hi - lo, MADV_DONTNEED);
+    s->high_water = keep_hot;
+    s->nfree = keep_hot;
+    for (uint32_t i = 0; i < keep_hot; i++)
+        s->free_stack[i] = keep_hot - 1 - i;
+    s->clean_below = 0;
+    pthread_mutex_unlock(&s->lock);
+    return 1;
+}
+
 /* ---- test hooks ---- */
 gv_slots_t *gv_slots_test_new(uint32_t nslots, size_t slot_size) {
     gv_slots_t *s = calloc(1, sizeof *s);
     if (!s)
         return NULL;
-    if (gv_slots_init(s, nslots, slot_size) != GV_OK) {
+    if (gv_slots_init(s, nslots, slot_size, 1) != GV_OK) {
         free(s);
         return NULL;
     }
