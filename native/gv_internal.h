@@ -204,12 +204,12 @@ struct gv_runtime {
      * GVThreads, or -1.  A GIL build runs Python on one OS thread at a time
      * anyway; two workers taking turns would bounce the GIL on every yield. */
     _Atomic int py_owner;
-    _Atomic uint32_t nqueued;   /* GVThreads in any run queue */
     _Atomic uint64_t idle_mask; /* workers parked (or about to) on their futex */
     _Atomic uint32_t wake_rr;
     _Atomic int stopping;
     _Atomic uint64_t next_id;
     _Atomic uint32_t live;      /* futex: spawned and not yet released */
+    _Atomic uint32_t exiting;   /* ended in Python, slot not yet released */
     _Atomic uint64_t spawned, finished;
     gv_timer timer;
     void *interp;               /* PyInterpreterState* of the creator */

@@ -211,8 +211,16 @@ static void join_park_unlock(void *arg) {
     gv_spin_unlock(jp->lock);
 }
 
-static void check_detached(void) {
+/* 3.12+ keep the current tstate per OS thread: detached means NULL.  3.11
+ * keeps one process-wide "current" (whoever holds the GIL), which another
+ * thread may have taken by now: detached means "not ours". */
+static inline void check_detached(PyThreadState *ts) {
+#if PY_VERSION_HEX >= 0x030C0000
+    (void)ts;
     GV_CHECK(gv_tstate_unchecked() == NULL, "switching with the tstate attached");
+#else
+    GV_CHECK(gv_tstate_unchecked() != ts, "switching with the tstate attached");
+#endif
 }
 
 /* Returns 1 done, 0 timed out. */
@@ -232,7 +240,7 @@ static int join_from_gvthread(HandleObject *h, gv_gvt *me, double timeout) {
     if (jp.deadline == 0 && timeout > 0)
         jp.deadline = 1;
     PyThreadState *ts = PyEval_SaveThread();
-    check_detached();
+    check_detached(ts);
     gv_park(join_park_unlock, &jp);
     PyEval_RestoreThread(ts);
     me->wait_kind = GV_WAIT_NONE;
@@ -396,10 +404,13 @@ static void set_recursion_bound(PyThreadState *ts, int units) {
     if (ts->c_recursion_remaining > units)
         ts->c_recursion_remaining = units;
 #else
-    if (ts->recursion_limit > units) {
-        ts->recursion_limit = units;
+    /* 3.11 resets a tstate's limit to the interpreter's whenever the depth
+     * (limit - remaining) is below it, so a lower limit does not stick.
+     * Start the GVThread "pre-deep" instead: depth = limit - units, and it
+     * reaches the interpreter's limit after `units` more levels.  The one
+     * counter covers Python and C recursion alike on 3.11. */
+    if (ts->recursion_remaining > units)
         ts->recursion_remaining = units;
-    }
 #endif
 }
 
@@ -441,6 +452,10 @@ void gv_py_run(gv_gvt *g) {
     Py_CLEAR(h->fn);
     Py_CLEAR(h->args);
     Py_CLEAR(h->kwargs);
+    /* Joiners may run before this GVThread's slot is released (on its
+     * worker, after the switch-out); spawn waits for such stragglers rather
+     * than report exhaustion.  Release: pairs with spawn's Acquire load. */
+    atomic_fetch_add_explicit(&rt->exiting, 1, memory_order_release);
     finish_handle(h, res, exc);
     /* Under the GIL: from here inspection no longer sees this GVThread. */
     g->task = NULL;
@@ -474,12 +489,16 @@ static int core_init(CoreObject *self, PyObject *args, PyObject *kw) {
     rt->pycore = self;
     /* C stack left for Python after the guard, the top pad, the in-slot
      * chunk and the metadata, less 48 KiB of headroom for RecursionError
-     * handling and C code called from the deepest level.  Costs per unit were
-     * measured with sorted(key=...) recursion (docs/HACKING.md). */
+     * handling and C code called from the deepest level.  Costs per unit:
+     * sorted(key=...) recursion took ~5 KB of C stack per level here; the
+     * values below survived a dozen recursion patterns (sorted, map, repr,
+     * __getattr__, json, pickle, deepcopy, generators, __eq__) at stack sizes
+     * from 128 KiB to 4 MiB on 3.11-3.13, where half of them crashed
+     * (tests/integration/scripts/recursion_patterns.py). */
     long avail = (long)rt->cfg.stack_size - (long)(GV_PAGE + GV_SLOT_TOP_PAD + GV_CHUNK_BYTES +
                                                    sizeof(gv_gvt)) - 48 * 1024;
 #if PY_VERSION_HEX >= 0x030C0000
-    long per_unit = 5 * 1024;
+    long per_unit = 3 * 1024;
 #else
     long per_unit = 5 * 1024 / 2;
 #endif
@@ -499,6 +518,23 @@ static void core_dealloc(CoreObject *self) {
     Py_TYPE(self)->tp_free((PyObject *)self);
 }
 
+/* Called by Runtime.shutdown() before the runtime may be freed. */
+static PyObject *core_detach(CoreObject *self, PyObject *unused) {
+    (void)unused;
+    if (self->rt && self->rt->pycore == self)
+        self->rt->pycore = NULL;
+    self->rt = NULL;
+    Py_RETURN_NONE;
+}
+
+static int core_check(CoreObject *self) {
+    if (!self->rt) {
+        PyErr_SetString(RuntimeShutdownError, "the runtime is shut down");
+        return -1;
+    }
+    return 0;
+}
+
 /* spawn(fn, args, kwargs, prio, name) -> Handle; validation of prio and
  * packing of args is the facade's job. */
 static PyObject *core_spawn(CoreObject *self, PyObject *const *args, Py_ssize_t nargs) {
@@ -506,6 +542,8 @@ static PyObject *core_spawn(CoreObject *self, PyObject *const *args, Py_ssize_t 
         PyErr_SetString(PyExc_TypeError, "spawn(fn, args, kwargs, prio, name)");
         return NULL;
     }
+    if (core_check(self) < 0)
+        return NULL;
     PyObject *fn = args[0], *fargs = args[1], *fkw = args[2], *name = args[4];
     if (!PyCallable_Check(fn)) {
         PyErr_Format(PyExc_TypeError, "spawn() needs a callable, not %.100s",
@@ -551,6 +589,19 @@ static PyObject *core_spawn(CoreObject *self, PyObject *const *args, Py_ssize_t 
     }
     gv_gvt *g;
     int rc = gv_spawn_prepare(self->rt, (int)prio, h, &g);
+    if (rc == GV_E_EXHAUSTED &&
+        atomic_load_explicit(&self->rt->exiting, memory_order_acquire)) {
+        /* Some GVThreads have ended but not yet given their slot back: that
+         * takes their worker a switch, not the GIL.  Wait up to 50 ms. */
+        uint64_t until = gv_now_ns() + 50000000u;
+        Py_BEGIN_ALLOW_THREADS
+        while (rc == GV_E_EXHAUSTED && gv_now_ns() < until &&
+               atomic_load_explicit(&self->rt->exiting, memory_order_acquire)) {
+            sched_yield();
+            rc = gv_spawn_prepare(self->rt, (int)prio, h, &g);
+        }
+        Py_END_ALLOW_THREADS
+    }
     if (rc != GV_OK) {
         Py_DECREF(h);
         if (rc == GV_E_EXHAUSTED)
@@ -592,6 +643,8 @@ static gv_gvt *scan_next(gv_runtime *rt, uint32_t *pos) {
 
 static PyObject *core_snapshot(CoreObject *self, PyObject *unused) {
     (void)unused;
+    if (core_check(self) < 0)
+        return NULL;
     gv_runtime *rt = self->rt;
     PyObject *list = PyList_New(0);
     if (!list)
@@ -625,7 +678,7 @@ static PyObject *core_snapshot(CoreObject *self, PyObject *unused) {
 /* stack(id) -> [(filename, lineno, function), ...] innermost first. */
 static PyObject *core_stack(CoreObject *self, PyObject *arg) {
     unsigned long long id = PyLong_AsUnsignedLongLong(arg);
-    if (id == (unsigned long long)-1 && PyErr_Occurred())
+    if ((id == (unsigned long long)-1 && PyErr_Occurred()) || core_check(self) < 0)
         return NULL;
     gv_runtime *rt = self->rt;
     uint32_t pos = 0;
@@ -667,6 +720,8 @@ static PyObject *core_stack(CoreObject *self, PyObject *arg) {
 
 static PyObject *core_recursion_units(CoreObject *self, PyObject *unused) {
     (void)unused;
+    if (core_check(self) < 0)
+        return NULL;
     return PyLong_FromLong(self->rt->py_recursion_units);
 }
 
@@ -675,6 +730,7 @@ static PyMethodDef core_methods[] = {
     {"snapshot", (PyCFunction)core_snapshot, METH_NOARGS, NULL},
     {"stack", (PyCFunction)core_stack, METH_O, NULL},
     {"recursion_units", (PyCFunction)core_recursion_units, METH_NOARGS, NULL},
+    {"detach", (PyCFunction)core_detach, METH_NOARGS, NULL},
     {NULL, NULL, 0, NULL},
 };
 
@@ -703,7 +759,7 @@ static PyObject *mod_yield_now(PyObject *m, PyObject *unused) {
         Py_RETURN_NONE;
     }
     PyThreadState *ts = PyEval_SaveThread();
-    check_detached();
+    check_detached(ts);
     gv_yield();
     PyEval_RestoreThread(ts);
     Py_RETURN_NONE;

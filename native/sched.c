@@ -27,9 +27,12 @@
  *
  * Sleeping.  An idle worker announces itself in rt->idle_mask and sleeps on
  * its own futex word.  Lost wakeups are excluded Dekker-style: the sleeper
- * sets its idle bit, then reads nqueued; an enqueuer bumps nqueued, then reads
- * py_owner and idle_mask.  All four accesses are seq_cst, so at least one side
- * sees the other.
+ * sets its idle bit (seq_cst RMW, then a fence), then reads the queue
+ * lengths; an enqueuer stores the length under the queue lock, fences, then
+ * reads py_owner and idle_mask.  With a seq_cst fence on each side, at least
+ * one side sees the other.  The token holder's own pushes to its local queue
+ * (every yield) skip the fence: it looks at its own queue before it lets the
+ * token go, in program order.
  */
 #include "gv_internal.h"
 
@@ -54,7 +57,8 @@ __attribute__((noinline)) static gv_worker *cur_worker(void) {
     return w;
 }
 
-int gv_prio_highest(uint32_t bm) { return bm ? __builtin_ctz(bm) : -1; }
+static inline int prio_highest(uint32_t bm) { return bm ? __builtin_ctz(bm) : -1; }
+int gv_prio_highest(uint32_t bm) { return prio_highest(bm); }
 
 /* ---------------------------------------------------------------- queues */
 
@@ -78,7 +82,7 @@ void gv_runq_push(gv_runq *q, gv_gvt *g) {
 gv_gvt *gv_runq_pop(gv_runq *q, int prio) {
     gv_spin_lock(&q->lock);
     uint32_t bm = atomic_load_explicit(&q->bitmap, memory_order_relaxed);
-    int p = prio < 0 ? gv_prio_highest(bm) : prio;
+    int p = prio < 0 ? prio_highest(bm) : prio;
     gv_gvt *g = NULL;
     if (p >= 0 && (bm & (1u << p))) {
         g = q->lv[p].head;
@@ -98,16 +102,25 @@ gv_gvt *gv_runq_pop(gv_runq *q, int prio) {
 
 static void notify(gv_runtime *rt);
 
-static void rq_push(gv_runtime *rt, gv_runq *q, gv_gvt *g) {
-    gv_runq_push(q, g);
-    atomic_fetch_add(&rt->nqueued, 1); /* seq_cst: see "Sleeping" above */
+/* Racy: a hint that some queue holds work, exact only after the fences
+ * described under "Sleeping". */
+static bool any_work(gv_runtime *rt) {
+    if (atomic_load_explicit(&rt->global.len, memory_order_relaxed))
+        return true;
+    for (int i = 0; i < rt->nworkers; i++)
+        if (atomic_load_explicit(&rt->workers[i].local.len, memory_order_relaxed))
+            return true;
+    return false;
 }
 
-static gv_gvt *rq_pop(gv_runtime *rt, gv_runq *q, int prio) {
-    gv_gvt *g = gv_runq_pop(q, prio);
-    if (g)
-        atomic_fetch_sub(&rt->nqueued, 1);
-    return g;
+static inline void rq_push(gv_runtime *rt, gv_runq *q, gv_gvt *g) {
+    (void)rt;
+    gv_runq_push(q, g);
+}
+
+static inline gv_gvt *rq_pop(gv_runtime *rt, gv_runq *q, int prio) {
+    (void)rt;
+    return gv_runq_pop(q, prio);
 }
 
 /* ---------------------------------------------------------------- wakeups */
@@ -120,6 +133,7 @@ void gv_worker_wake(gv_worker *w) {
 /* Called after making work runnable.  If a worker holds the Python token it
  * will find the work itself; otherwise wake one sleeper to take the token. */
 static void notify(gv_runtime *rt) {
+    atomic_thread_fence(memory_order_seq_cst); /* pairs with worker_park's */
     if (atomic_load(&rt->py_owner) != -1)
         return;
     for (;;) {
@@ -177,12 +191,12 @@ static gv_gvt *pick(gv_worker *w) {
     uint32_t lb = atomic_load_explicit(&w->local.bitmap, memory_order_relaxed);
     uint32_t gb = atomic_load_explicit(&rt->global.bitmap, memory_order_relaxed);
     uint32_t all = lb | gb;
-    int p = gv_prio_highest(all);
+    int p = prio_highest(all);
     if (p >= 0 && (all >> (p + 1))) {
         /* A lower level is waiting while we serve p. */
         if (++w->tick >= 128) {
             w->tick = 0;
-            int q = gv_prio_highest(all >> (p + 1)) + p + 1;
+            int q = prio_highest(all >> (p + 1)) + p + 1;
             gv_gvt *g = (lb & (1u << q)) ? rq_pop(rt, &w->local, q) : rq_pop(rt, &rt->global, q);
             if (g)
                 return g;
@@ -211,8 +225,8 @@ static void worker_park(gv_worker *w) {
     uint64_t bit = 1ull << w->idx;
     atomic_store(&w->park_word, 0);
     atomic_fetch_or(&rt->idle_mask, bit);
-    if (atomic_load(&rt->stopping) ||
-        (atomic_load(&rt->nqueued) > 0 && atomic_load(&rt->py_owner) == -1)) {
+    atomic_thread_fence(memory_order_seq_cst); /* pairs with notify's */
+    if (atomic_load(&rt->stopping) || (any_work(rt) && atomic_load(&rt->py_owner) == -1)) {
         atomic_fetch_and(&rt->idle_mask, ~bit);
         return;
     }
@@ -229,7 +243,7 @@ static gv_gvt *find_runnable(gv_worker *w) {
             return NULL;
         if (atomic_load_explicit(&rt->py_owner, memory_order_relaxed) != w->idx) {
             int expect = -1;
-            if (atomic_load(&rt->nqueued) == 0 ||
+            if (!any_work(rt) ||
                 !atomic_compare_exchange_strong(&rt->py_owner, &expect, w->idx)) {
                 worker_park(w);
                 continue;
@@ -240,8 +254,9 @@ static gv_gvt *find_runnable(gv_worker *w) {
             return g;
         /* Nothing anywhere: give the token up, then look once more, since an
          * enqueuer that saw the token held did not wake anybody. */
-        atomic_store(&rt->py_owner, -1);
-        if (atomic_load(&rt->nqueued) > 0)
+        atomic_store(&rt->py_owner, -1); /* seq_cst store: a full fence on x86 too */
+        atomic_thread_fence(memory_order_seq_cst);
+        if (any_work(rt))
             continue;
         if (atomic_load(&rt->live) == 0) {
             gv_slots_reset_if_empty(&rt->metas, 0);
@@ -260,6 +275,7 @@ static void finish_exit(gv_worker *w, gv_gvt *g) {
     gv_slots_release(&rt->slots, g->slot);
     atomic_store_explicit(&g->state, GV_FREE, memory_order_relaxed);
     gv_slots_release(&rt->metas, g->meta);
+    atomic_fetch_sub_explicit(&rt->exiting, 1, memory_order_release);
     atomic_fetch_add_explicit(&rt->finished, 1, memory_order_relaxed);
     /* Release: pairs with the Acquire load in gv_runtime_wait_idle. */
     if (atomic_fetch_sub_explicit(&rt->live, 1, memory_order_acq_rel) == 1)
