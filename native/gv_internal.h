@@ -149,7 +149,7 @@ void gv_slots_destroy(struct gv_slots *s);
 int64_t gv_slots_alloc(struct gv_slots *s);
 void gv_slots_release(struct gv_slots *s, uint32_t idx);
 void gv_slots_trim(struct gv_slots *s, uint32_t keep_hot);
-int gv_slots_reset_if_empty(struct gv_slots *s, uint32_t keep_hot);
+uint32_t gv_slots_reset_if_empty(struct gv_slots *s, uint32_t keep_hot);
 static inline char *gv_slot_base(struct gv_slots *s, uint32_t idx) {
     return s->base + (size_t)idx * s->slot_size;
 }

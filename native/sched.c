@@ -37,6 +37,7 @@
 #include "gv_internal.h"
 
 #include <errno.h>
+#include <malloc.h>
 #include <signal.h>
 #include <string.h>
 #include <time.h>
@@ -260,7 +261,10 @@ static gv_gvt *find_runnable(gv_worker *w) {
             continue;
         if (atomic_load(&rt->live) == 0) {
             gv_slots_reset_if_empty(&rt->metas, 0);
-            gv_slots_reset_if_empty(&rt->slots, 16);
+            /* After a burst, the freed PyThreadStates sit in this worker's
+             * malloc arena, and glibc keeps them; give them back too. */
+            if (gv_slots_reset_if_empty(&rt->slots, 16) > 1024)
+                malloc_trim(0);
         } else {
             gv_slots_trim(&rt->slots, 256);
         }

@@ -193,9 +193,10 @@ void gv_slots_trim(struct gv_slots *s, uint32_t keep_hot) {
 }
 
 /* When nothing is in use, give back everything above the first keep_hot
- * items in one madvise and forget the rest were ever handed out.  Returns 1
- * if it did.  Much cheaper than trimming slot by slot after a burst. */
-int gv_slots_reset_if_empty(struct gv_slots *s, uint32_t keep_hot) {
+ * items in one madvise and forget the rest were ever handed out.  Returns
+ * how many items had been handed out (0 if it did nothing).  Much cheaper
+ * than trimming slot by slot after a burst. */
+uint32_t gv_slots_reset_if_empty(struct gv_slots *s, uint32_t keep_hot) {
     pthread_mutex_lock(&s->lock);
     if (s->in_use != 0 || s->high_water <= keep_hot) {
         pthread_mutex_unlock(&s->lock);
@@ -208,13 +209,14 @@ int gv_slots_reset_if_empty(struct gv_slots *s, uint32_t keep_hot) {
      * theirs installed again anyway when handed out. */
     if (hi > lo)
         madvise((void *)lo, hi - lo, MADV_DONTNEED);
+    uint32_t was = s->high_water;
     s->high_water = keep_hot;
     s->nfree = keep_hot;
     for (uint32_t i = 0; i < keep_hot; i++)
         s->free_stack[i] = keep_hot - 1 - i;
     s->clean_below = 0;
     pthread_mutex_unlock(&s->lock);
-    return 1;
+    return was;
 }
 
 /* ---- test hooks ---- */
