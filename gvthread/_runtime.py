@@ -60,6 +60,7 @@ class Runtime:
             raise _core.SchedError(f"cannot start the runtime (error {err[0]})")
         self._rt = rt
         self._core = _core.Core(int(ffi.cast("uintptr_t", rt)))
+        self.spawn = self._core.spawn  # the hot path, in C
         self._lock = threading.Lock()
         self._closed = False
         self.workers = workers
@@ -100,11 +101,10 @@ class Runtime:
     # -- spawning --------------------------------------------------------
     def spawn(self, fn: Callable[..., Any], *args: Any, name: Optional[str] = None,
               priority: Any = Priority.NORMAL, **kwargs: Any):
-        """Start fn(*args, **kwargs) as a GVThread on this runtime; return its Handle."""
-        if self._closed:
-            raise _core.RuntimeShutdownError("the runtime is shut down")
-        prio = priority if type(priority) is int and 0 <= priority <= 3 else coerce_priority(priority)
-        return self._core.spawn(fn, args, kwargs, prio, name)
+        """Start fn(*args, **kwargs) as a GVThread on this runtime; return its Handle.
+
+        (Each instance replaces this method by the C one, which does the same.)"""
+        return self._core.spawn(fn, *args, name=name, priority=priority, **kwargs)
 
     # -- inspection ------------------------------------------------------
     def snapshot(self) -> list[GVThreadInfo]:
@@ -184,12 +184,9 @@ def _stop_default_at_exit() -> None:
 atexit.register(_stop_default_at_exit)
 
 
-def spawn(fn: Callable[..., Any], *args: Any, name: Optional[str] = None,
-          priority: Any = Priority.NORMAL, **kwargs: Any):
-    """Start fn(*args, **kwargs) as a GVThread on the runtime of the calling
-    GVThread, or else on the default runtime; return its Handle."""
-    core = _core.current_core()
-    prio = priority if type(priority) is int and 0 <= priority <= 3 else coerce_priority(priority)
-    if core is None:
-        return runtime().spawn(fn, *args, name=name, priority=prio, **kwargs)
-    return core.spawn(fn, args, kwargs, prio, name)
+def _default_core():
+    return runtime()._core
+
+
+_core.set_hooks(coerce_priority, _default_core)
+spawn = _core.spawn

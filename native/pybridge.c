@@ -537,32 +537,90 @@ static int core_check(CoreObject *self) {
 
 /* spawn(fn, args, kwargs, prio, name) -> Handle; validation of prio and
  * packing of args is the facade's job. */
-static PyObject *core_spawn(CoreObject *self, PyObject *const *args, Py_ssize_t nargs) {
-    if (nargs != 5) {
-        PyErr_SetString(PyExc_TypeError, "spawn(fn, args, kwargs, prio, name)");
+static PyObject *priority_coercer; /* gvthread._types.coerce_priority */
+static PyObject *default_core_getter; /* returns the default runtime's Core */
+static PyObject *str_name, *str_priority;
+
+/* Priority, its int value, or its name -> 0..3; -1 with ValueError set. */
+static long coerce_priority(PyObject *p) {
+    if (PyLong_Check(p) && !PyBool_Check(p)) {
+        int overflow;
+        long v = PyLong_AsLongAndOverflow(p, &overflow);
+        if (!overflow && v >= 0 && v < GV_NPRIO)
+            return v;
+        if (v == -1 && PyErr_Occurred())
+            return -1;
+    }
+    if (!priority_coercer) {
+        PyErr_SetString(PyExc_ValueError, "unknown priority");
+        return -1;
+    }
+    PyObject *r = PyObject_CallOneArg(priority_coercer, p); /* raises ValueError */
+    if (!r)
+        return -1;
+    long v = PyLong_AsLong(r);
+    Py_DECREF(r);
+    return v;
+}
+
+static PyObject *do_spawn(CoreObject *self, PyObject *fn, PyObject *fargs, PyObject *fkw,
+                          long prio, PyObject *name);
+
+/* spawn(fn, *args, name=None, priority=Priority.NORMAL, **kwargs) -> Handle.
+ * In C because it is the hot path of every spawn: the Python-level wrapper
+ * cost a quarter of a spawn. */
+static PyObject *spawn_vector(CoreObject *self, PyObject *const *args, size_t nargsf,
+                              PyObject *kwnames) {
+    Py_ssize_t nargs = PyVectorcall_NARGS(nargsf);
+    if (nargs < 1) {
+        PyErr_SetString(PyExc_TypeError, "spawn() missing the callable to run");
         return NULL;
     }
+    PyObject *name = Py_None, *kwargs = NULL, *res = NULL;
+    long prio = 2;
+    Py_ssize_t nkw = kwnames ? PyTuple_GET_SIZE(kwnames) : 0;
+    for (Py_ssize_t i = 0; i < nkw; i++) {
+        PyObject *k = PyTuple_GET_ITEM(kwnames, i), *v = args[nargs + i];
+        if (k == str_name || PyUnicode_Compare(k, str_name) == 0) {
+            name = v;
+        } else if (k == str_priority || PyUnicode_Compare(k, str_priority) == 0) {
+            if ((prio = coerce_priority(v)) < 0)
+                goto done;
+        } else {
+            if (!kwargs && !(kwargs = PyDict_New()))
+                goto done;
+            if (PyDict_SetItem(kwargs, k, v) < 0)
+                goto done;
+        }
+    }
+    PyObject *fargs = PyTuple_New(nargs - 1);
+    if (!fargs)
+        goto done;
+    for (Py_ssize_t i = 1; i < nargs; i++)
+        PyTuple_SET_ITEM(fargs, i - 1, Py_NewRef(args[i]));
+    res = do_spawn(self, args[0], fargs, kwargs, prio, name);
+    Py_DECREF(fargs);
+done:
+    Py_XDECREF(kwargs);
+    return res;
+}
+
+static PyObject *core_spawn(CoreObject *self, PyObject *const *args, Py_ssize_t nargsf,
+                            PyObject *kwnames) {
+    return spawn_vector(self, args, (size_t)nargsf, kwnames);
+}
+
+static PyObject *do_spawn(CoreObject *self, PyObject *fn, PyObject *fargs, PyObject *fkw,
+                          long prio, PyObject *name) {
     if (core_check(self) < 0)
         return NULL;
-    PyObject *fn = args[0], *fargs = args[1], *fkw = args[2], *name = args[4];
     if (!PyCallable_Check(fn)) {
         PyErr_Format(PyExc_TypeError, "spawn() needs a callable, not %.100s",
                      Py_TYPE(fn)->tp_name);
         return NULL;
     }
-    if (!PyTuple_Check(fargs) || (fkw != Py_None && !PyDict_Check(fkw))) {
-        PyErr_SetString(PyExc_TypeError, "spawn: args must be a tuple, kwargs a dict or None");
-        return NULL;
-    }
-    long prio = PyLong_AsLong(args[3]);
-    if (prio == -1 && PyErr_Occurred())
-        return NULL;
-    if (prio < 0 || prio >= GV_NPRIO) {
-        PyErr_Format(PyExc_ValueError, "unknown priority %ld", prio);
-        return NULL;
-    }
     if (name != Py_None && !PyUnicode_Check(name)) {
-        PyErr_SetString(PyExc_TypeError, "name must be a str");
+        PyErr_Format(PyExc_TypeError, "name must be a str, not %.100s", Py_TYPE(name)->tp_name);
         return NULL;
     }
     HandleObject *h = PyObject_GC_New(HandleObject, &HandleType);
@@ -575,7 +633,7 @@ static PyObject *core_spawn(CoreObject *self, PyObject *const *args, Py_ssize_t 
     h->g = NULL;
     h->fn = Py_NewRef(fn);
     h->args = Py_NewRef(fargs);
-    h->kwargs = (fkw == Py_None || PyDict_GET_SIZE(fkw) == 0) ? NULL : Py_NewRef(fkw);
+    h->kwargs = fkw ? Py_NewRef(fkw) : NULL;
     h->ctx = PyContext_CopyCurrent();
     h->result = h->exc = NULL;
     atomic_store_explicit(&h->lock.v, 0, memory_order_relaxed);
@@ -726,7 +784,8 @@ static PyObject *core_recursion_units(CoreObject *self, PyObject *unused) {
 }
 
 static PyMethodDef core_methods[] = {
-    {"spawn", (PyCFunction)(void (*)(void))core_spawn, METH_FASTCALL, NULL},
+    {"spawn", (PyCFunction)(void (*)(void))core_spawn, METH_FASTCALL | METH_KEYWORDS,
+     "spawn(fn, *args, name=None, priority=Priority.NORMAL, **kwargs) -> Handle"},
     {"snapshot", (PyCFunction)core_snapshot, METH_NOARGS, NULL},
     {"stack", (PyCFunction)core_stack, METH_O, NULL},
     {"recursion_units", (PyCFunction)core_recursion_units, METH_NOARGS, NULL},
@@ -789,6 +848,40 @@ static PyObject *mod_current_core(PyObject *m, PyObject *unused) {
     return Py_NewRef((PyObject *)g->rt->pycore);
 }
 
+/* gvthread.spawn: on the runtime of the calling GVThread, else the default. */
+static PyObject *mod_spawn(PyObject *m, PyObject *const *args, Py_ssize_t nargsf,
+                           PyObject *kwnames) {
+    (void)m;
+    gv_gvt *g = gv_current();
+    if (g && g->rt->pycore)
+        return spawn_vector((CoreObject *)g->rt->pycore, args, (size_t)nargsf, kwnames);
+    if (!default_core_getter) {
+        PyErr_SetString(SchedError, "no default runtime");
+        return NULL;
+    }
+    PyObject *core = PyObject_CallNoArgs(default_core_getter);
+    if (!core)
+        return NULL;
+    if (!PyObject_TypeCheck(core, &CoreType)) {
+        Py_DECREF(core);
+        PyErr_SetString(PyExc_TypeError, "default runtime getter must return a Core");
+        return NULL;
+    }
+    PyObject *r = spawn_vector((CoreObject *)core, args, (size_t)nargsf, kwnames);
+    Py_DECREF(core);
+    return r;
+}
+
+static PyObject *mod_set_hooks(PyObject *m, PyObject *args) {
+    (void)m;
+    PyObject *coercer, *getter;
+    if (!PyArg_ParseTuple(args, "OO", &coercer, &getter))
+        return NULL;
+    Py_XSETREF(priority_coercer, Py_NewRef(coercer));
+    Py_XSETREF(default_core_getter, Py_NewRef(getter));
+    Py_RETURN_NONE;
+}
+
 static PyObject *mod_stack_free(PyObject *m, PyObject *unused) {
     (void)m;
     (void)unused;
@@ -817,6 +910,11 @@ static PyMethodDef mod_methods[] = {
     {"stack_free", mod_stack_free, METH_NOARGS,
      "Bytes of C stack left below the caller (None outside a GVThread)."},
     {"set_enums", mod_set_enums, METH_VARARGS, NULL},
+    {"set_hooks", mod_set_hooks, METH_VARARGS, NULL},
+    {"spawn", (PyCFunction)(void (*)(void))mod_spawn, METH_FASTCALL | METH_KEYWORDS,
+     "spawn(fn, *args, name=None, priority=Priority.NORMAL, **kwargs) -> Handle\n\n"
+     "Start fn(*args, **kwargs) as a GVThread on the runtime of the calling\n"
+     "GVThread, or else on the default runtime."},
     {NULL, NULL, 0, NULL},
 };
 
@@ -832,6 +930,12 @@ static PyObject *make_module(void) {
     PyObject *m = PyModule_Create(&coremodule);
     if (!m)
         return NULL;
+    str_name = PyUnicode_InternFromString("name");
+    str_priority = PyUnicode_InternFromString("priority");
+    if (!str_name || !str_priority) {
+        Py_DECREF(m);
+        return NULL;
+    }
     SchedError = PyErr_NewExceptionWithDoc("gvthread.SchedError",
                                            "Base of the scheduler's errors.",
                                            PyExc_RuntimeError, NULL);
