@@ -66,6 +66,8 @@ class Runtime:
         self.workers = workers
         self.stack_size = stack_size
         self.max_gvthreads = max_gvthreads
+        with _open_lock:
+            _open.add(self)
 
     # -- lifecycle -------------------------------------------------------
     def __enter__(self) -> "Runtime":
@@ -84,6 +86,8 @@ class Runtime:
             if self._closed:
                 return
             self._closed = True
+        with _open_lock:
+            _open.discard(self)
         if wait:
             # Short waits in a Python loop, so Ctrl-C reaches the caller.
             while not lib.gv_runtime_wait_idle(self._rt, 0.1):
@@ -160,6 +164,11 @@ class Runtime:
 
 _default: Optional[Runtime] = None
 _default_lock = threading.Lock()
+# Every runtime not yet shut down, held strongly (as threading holds its
+# threads): its workers must be stopped before finalization even if the
+# program dropped its last reference or never shut it down.
+_open: "set[Runtime]" = set()
+_open_lock = threading.Lock()
 
 
 def runtime() -> Runtime:
@@ -174,14 +183,17 @@ def runtime() -> Runtime:
         return _default
 
 
-def _stop_default_at_exit() -> None:
-    # Daemon semantics: GVThreads still alive are not waited for.
-    rt = _default
-    if rt is not None and not rt.closed:
-        rt.shutdown(wait=False)
+def _stop_all_at_exit() -> None:
+    # Daemon semantics: GVThreads still alive are not waited for.  Runs
+    # before interpreter finalization, which must not meet a running worker.
+    with _open_lock:
+        pending = list(_open)
+    for rt in pending:
+        if _core.current_core() is not rt._core:
+            rt.shutdown(wait=False)
 
 
-atexit.register(_stop_default_at_exit)
+atexit.register(_stop_all_at_exit)
 
 
 def _default_core():
