@@ -323,8 +323,13 @@ static PyObject *handle_join(HandleObject *h, PyObject *args, PyObject *kw) {
                 return NULL;
         }
         if (!r) {
-            PyErr_Format(PyExc_TimeoutError, "GVThread %llu did not finish within %g s",
-                         (unsigned long long)h->id, timeout);
+            /* PyUnicode_FromFormat has no %g (3.12 raises SystemError for it). */
+            PyObject *t = PyFloat_FromDouble(timeout);
+            if (t) {
+                PyErr_Format(PyExc_TimeoutError, "GVThread %llu did not finish within %R s",
+                             (unsigned long long)h->id, t);
+                Py_DECREF(t);
+            }
             return NULL;
         }
     }
@@ -335,7 +340,10 @@ static PyObject *handle_repr(HandleObject *h) {
     PyObject *name = handle_get_name(h, NULL);
     if (!name)
         return NULL;
-    PyObject *st = handle_get_state(h, NULL);
+    PyObject *member = handle_get_state(h, NULL);
+    PyObject *st = member && PyObject_HasAttrString(member, "name")
+                       ? PyObject_GetAttrString(member, "name") : Py_XNewRef(member);
+    Py_XDECREF(member);
     if (!st) {
         Py_DECREF(name);
         return NULL;
