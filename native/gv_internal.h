@@ -1,8 +1,11 @@
 /* gv_internal.h -- types shared by the files of the native core.
  *
  * Lock order (acquire in this order, never the reverse):
- *   handle waiter lock  ->  run queue lock  ->  slot allocator lock
- *   all-list lock is a leaf (nothing is acquired while holding it).
+ *   handle waiter lock -> timer lock -> run queue lock -> pool (slot) lock
+ *   region-table lock and the chunk-cache lock are leaves.
+ * (A timed join adds its timer entry under the handle lock, from the park
+ * unlock callback; the timer fires wakeups, which push to run queues, under
+ * the timer lock.)
  * No lock is ever held across a context switch: a GVThread that parks hands
  * the lock to gv_park(), and its worker releases it after the switch-out.
  */
@@ -75,9 +78,8 @@ enum gv_wait_kind { GV_WAIT_NONE = 0, GV_WAIT_JOIN = 1 };
 typedef struct gv_worker gv_worker;
 typedef struct gv_gvt gv_gvt;
 
-/* Per-GVThread metadata.  It lives inside the GVThread's own stack slot,
- * just above the top of its C stack and just below its first CPython
- * data-stack chunk, so a parked GVThread usually touches one page. */
+/* Per-GVThread metadata, one entry of the runtime's dense metadata pool
+ * (rt->metas), taken at spawn; the stack slot is bound at the first run. */
 struct gv_gvt {
     gv_ctx ctx;                 /* offset 0: the switch code stores sp here */
     gv_gvt *next;               /* run queue / wait list link */
@@ -97,7 +99,8 @@ struct gv_gvt {
     uint32_t pad2;
     void (*park_unlock)(void *);
     void *park_arg;
-    _Atomic uint32_t wake_seq;  /* bumped by each park; wakers CAS it (timeouts) */
+    _Atomic uint32_t wake_seq;  /* bumped by each successful wake (CAS from the
+                                   park's value): one waker wins a park */
     uint32_t pad1;
     void *tstate;               /* PyThreadState*, NULL when not alive in Python */
     void *task;                 /* strong ref to the Handle (PyObject*) */
@@ -106,9 +109,6 @@ struct gv_gvt {
     uint64_t switches;
     void *stack_lo;             /* lowest usable stack byte (above the guard) */
     size_t stack_size;
-#if GV_ASAN
-    void *asan_fake;
-#endif
 } __attribute__((aligned(GV_CACHELINE)));
 
 GV_CT_ASSERT(offsetof(gv_gvt, ctx) == 0, "the switch code stores sp at offset 0");
@@ -150,6 +150,11 @@ int64_t gv_slots_alloc(struct gv_slots *s);
 void gv_slots_release(struct gv_slots *s, uint32_t idx);
 void gv_slots_trim(struct gv_slots *s, uint32_t keep_hot);
 uint32_t gv_slots_reset_if_empty(struct gv_slots *s, uint32_t keep_hot);
+/* Stack regions of live runtimes, for the arena hook: a data-stack chunk
+ * inside one was carved from a slot and must not be freed or cached. */
+void gv_region_register(char *lo, char *hi);
+void gv_region_unregister(char *lo);
+int gv_region_contains(const void *p);
 static inline char *gv_slot_base(struct gv_slots *s, uint32_t idx) {
     return s->base + (size_t)idx * s->slot_size;
 }
@@ -235,6 +240,7 @@ int gv_wake_if(gv_gvt *g, uint32_t seq);
 void gv_timer_add(gv_runtime *rt, uint64_t when, gv_gvt *g, uint32_t seq);
 void gv_timer_cancel(gv_runtime *rt, gv_gvt *g, uint32_t seq);
 int gv_worker_start(gv_worker *w);
+void gv_block_async_signals(void);
 void gv_worker_wake(gv_worker *w);
 static inline gv_gvt *gv_meta_at(gv_runtime *rt, uint32_t i) {
     return (gv_gvt *)gv_slot_base(&rt->metas, i);

@@ -19,9 +19,8 @@
  *  - tstates are never pooled: the ContextVar cache is keyed on the tstate
  *    pointer and would hand the next GVThread a freed value.
  *
- * Everything here that touches Python objects runs with the GIL held; the
- * all-list of live GVThreads is read under its spin lock, and no Python code
- * runs while that lock is held.
+ * Everything here that touches Python objects runs with the GIL held.
+ * Inspection scans the metadata pool under the GIL (see scan_next).
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -43,23 +42,11 @@ static PyObject *prio_enum_members;    /* tuple Priority(0..3) */
 
 /* ------------------------------------------------------------ arena hook */
 
-/* Stack regions of all runtimes ever created (never shrinks: a leaked region
- * of a runtime shut down without waiting may still hold live chunks). */
-#define GV_MAX_REGIONS 256
-static struct { char *lo, *hi; } regions[GV_MAX_REGIONS];
-static int nregions;
 static PyObjectArenaAllocator prev_arena;
 #define CHUNK_CACHE_MAX 64
 static void *chunk_cache[CHUNK_CACHE_MAX];
 static int chunk_cached;
 static gv_spin arena_lock;
-
-static int in_region(void *p) {
-    for (int i = 0; i < nregions; i++)
-        if ((char *)p >= regions[i].lo && (char *)p < regions[i].hi)
-            return 1;
-    return 0;
-}
 
 static void *arena_alloc(void *ctx, size_t size) {
     (void)ctx;
@@ -83,7 +70,7 @@ static void *arena_alloc(void *ctx, size_t size) {
 
 static void arena_free(void *ctx, void *ptr, size_t size) {
     (void)ctx;
-    if (in_region(ptr))
+    if (gv_region_contains(ptr))
         return; /* in-slot chunk: the slot's release reclaims it */
     if (size == GV_CHUNK_BYTES) {
         gv_spin_lock(&arena_lock);
@@ -495,16 +482,16 @@ static int core_init(CoreObject *self, PyObject *args, PyObject *kw) {
     self->rt = rt;
     rt->interp = PyInterpreterState_Get();
     rt->pycore = self;
-    /* C stack left for Python after the guard, the top pad, the in-slot
-     * chunk and the metadata, less 48 KiB of headroom for RecursionError
+    /* C stack left for Python after the guard, the top pad and the in-slot
+     * chunk, less 48 KiB of headroom for RecursionError
      * handling and C code called from the deepest level.  Costs per unit:
      * sorted(key=...) recursion took ~5 KB of C stack per level here; the
      * values below survived a dozen recursion patterns (sorted, map, repr,
      * __getattr__, json, pickle, deepcopy, generators, __eq__) at stack sizes
      * from 128 KiB to 4 MiB on 3.11-3.13, where half of them crashed
      * (tests/integration/scripts/recursion_patterns.py). */
-    long avail = (long)rt->cfg.stack_size - (long)(GV_PAGE + GV_SLOT_TOP_PAD + GV_CHUNK_BYTES +
-                                                   sizeof(gv_gvt)) - 48 * 1024;
+    long avail = (long)rt->cfg.stack_size - (long)(GV_PAGE + GV_SLOT_TOP_PAD + GV_CHUNK_BYTES) -
+                 48 * 1024;
 #if PY_VERSION_HEX >= 0x030C0000
     long per_unit = 3 * 1024;
 #else
@@ -512,11 +499,6 @@ static int core_init(CoreObject *self, PyObject *args, PyObject *kw) {
 #endif
     long units = avail / per_unit;
     rt->py_recursion_units = units < 8 ? 8 : (int)(units > 100000 ? 100000 : units);
-    if (nregions < GV_MAX_REGIONS) {
-        regions[nregions].lo = rt->slots.base;
-        regions[nregions].hi = rt->slots.base + (size_t)rt->slots.nslots * rt->slots.slot_size;
-        nregions++;
-    }
     return 0;
 }
 

@@ -82,6 +82,7 @@ void gv_timer_cancel(gv_runtime *rt, gv_gvt *g, uint32_t seq) {
 static void *timer_main(void *arg) {
     gv_runtime *rt = arg;
     gv_timer *t = &rt->timer;
+    gv_block_async_signals();
     pthread_mutex_lock(&t->lock);
     while (!t->stop) {
         if (t->n == 0) {
@@ -229,10 +230,13 @@ void gv_runtime_free(gv_runtime *rt) {
     for (int i = 0; i < rt->nworkers; i++)
         if (rt->workers[i].started || rt->workers[i].detached)
             return; /* a running or detached worker may still touch rt: leak it */
-    if (atomic_load(&rt->live) == 0) {
-        gv_slots_destroy(&rt->slots);
-        gv_slots_destroy(&rt->metas);
-    }
+    /* A GVThread left parked (shutdown without waiting) may still be woken,
+     * e.g. by a handle of another runtime finishing, and its PyThreadState
+     * points into its slot until the interpreter frees it: leak it all. */
+    if (atomic_load(&rt->live) != 0)
+        return;
+    gv_slots_destroy(&rt->slots);
+    gv_slots_destroy(&rt->metas);
     free(rt->timer.heap);
     free(rt->workers);
     free(rt);

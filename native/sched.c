@@ -1,4 +1,4 @@
-/* sched.c -- run queues, workers, spawn/yield/park, the timer thread.
+/* sched.c -- run queues, the worker loop, spawn/yield/park/wake.
  *
  * Model (after Go's runtime/proc.go, scaled down).  A runtime owns N worker OS
  * threads.  Each worker runs a scheduler loop on its own stack (Go's g0) and
@@ -155,6 +155,10 @@ static void notify(gv_runtime *rt) {
 
 void gv_ready(gv_gvt *g) {
     gv_runtime *rt = g->rt;
+    uint32_t st = atomic_load_explicit(&g->state, memory_order_relaxed);
+    /* CREATED (spawn) or BLOCKED (a won wake): a waker only sees a parked
+     * GVThread after its worker stored BLOCKED and released the park lock. */
+    GV_CHECK(st == GV_CREATED || st == GV_BLOCKED, "bad GVThread state: made runnable twice");
     atomic_store_explicit(&g->state, GV_READY, memory_order_relaxed);
     gv_worker *w = cur_worker();
     rq_push(rt, (w && w->rt == rt) ? &w->local : &rt->global, g);
@@ -306,6 +310,9 @@ static void bind_stack(gv_runtime *rt, gv_gvt *g) {
 
 static void run_one(gv_worker *w, gv_gvt *g) {
     gv_runtime *rt = w->rt;
+    /* Only a run queue hands out GVThreads, and only READY ones are queued. */
+    GV_CHECK(atomic_load_explicit(&g->state, memory_order_relaxed) == GV_READY,
+             "bad GVThread state: picked from a run queue but not READY");
     if (g->slot == GV_NO_SLOT)
         bind_stack(rt, g);
     if (g->last_worker >= 0 && g->last_worker != w->idx)
@@ -353,6 +360,7 @@ static void run_one(gv_worker *w, gv_gvt *g) {
         break;
     }
     case GV_AFTER_EXIT:
+        atomic_store_explicit(&g->state, GV_FINISHED, memory_order_relaxed);
         finish_exit(w, g);
         break;
     default:
@@ -371,16 +379,7 @@ static void *worker_main(void *arg) {
     w->asan_stack_lo = lo;
     pthread_attr_destroy(&attr);
 #endif
-    /* Asynchronous signals belong to the main thread (CPython runs Python
-     * signal handlers there only); a worker must not be interrupted by them. */
-    sigset_t set;
-    sigfillset(&set);
-    sigdelset(&set, SIGSEGV);
-    sigdelset(&set, SIGBUS);
-    sigdelset(&set, SIGFPE);
-    sigdelset(&set, SIGILL);
-    sigdelset(&set, SIGABRT);
-    pthread_sigmask(SIG_BLOCK, &set, NULL);
+    gv_block_async_signals();
     for (;;) {
         gv_gvt *g = find_runnable(w);
         if (!g)
@@ -465,6 +464,19 @@ int gv_spawn_prepare(gv_runtime *rt, int prio, void *task, gv_gvt **out) {
 }
 
 void gv_spawn_start(gv_gvt *g) { gv_ready(g); }
+
+/* Asynchronous signals belong to the main thread (CPython runs Python signal
+ * handlers there only); the runtime's own threads must not take them. */
+void gv_block_async_signals(void) {
+    sigset_t set;
+    sigfillset(&set);
+    sigdelset(&set, SIGSEGV);
+    sigdelset(&set, SIGBUS);
+    sigdelset(&set, SIGFPE);
+    sigdelset(&set, SIGILL);
+    sigdelset(&set, SIGABRT);
+    pthread_sigmask(SIG_BLOCK, &set, NULL);
+}
 
 int gv_worker_start(gv_worker *w) {
     if (pthread_create(&w->thread, NULL, worker_main, w) != 0)

@@ -14,11 +14,13 @@
  * find its pages mapped) and the rest are trimmed when a worker goes idle.
  *
  * Slot layout, low to high addresses (T = top of slot, page aligned):
- *   [guard page][ C stack, grows down ... | gvt | first data-stack chunk ][pad]
- *                                         ^ sp0 ^ C = T - 16K - 1K
- * C sits 3 KiB into its page: the hot top of the C stack, the gvt and the
- * start of the CPython data-stack chunk share that one page, so a parked
- * Python GVThread usually costs one page of stack memory.
+ *   [guard page][ C stack, grows down ...  | first data-stack chunk ][pad]
+ *                                          ^ C = T - 16K - 1K = initial sp
+ * C sits 3 KiB into its page: the hot top of the C stack and the start of
+ * the CPython data-stack chunk (which grows up) share that one page, so a
+ * parked Python GVThread usually costs one page of stack memory.  The
+ * metadata (gv_gvt) lives in a separate dense pool, taken at spawn; a slot
+ * is bound when the GVThread first runs (sched.c, bind_stack).
  */
 #include "gv_internal.h"
 
@@ -110,12 +112,53 @@ int gv_slots_init(struct gv_slots *s, uint32_t nslots, size_t slot_size, int sta
     s->free_stack = fs;
     s->stacks = stacks;
     s->guard = stacks && madvise(p, GV_PAGE, MADV_GUARD_INSTALL) == 0;
+    if (stacks)
+        gv_region_register(p, (char *)p + total);
     pthread_mutex_init(&s->lock, NULL);
     return GV_OK;
 }
 
+static gv_spin region_lock;
+static struct gv_region { char *lo, *hi; } *region_tab;
+static size_t region_n, region_cap;
+
+void gv_region_register(char *lo, char *hi) {
+    gv_spin_lock(&region_lock);
+    if (region_n == region_cap) {
+        size_t cap = region_cap ? region_cap * 2 : 16;
+        struct gv_region *t = realloc(region_tab, cap * sizeof *t);
+        GV_CHECK(t != NULL, "out of memory for the region table");
+        region_tab = t;
+        region_cap = cap;
+    }
+    region_tab[region_n++] = (struct gv_region){lo, hi};
+    gv_spin_unlock(&region_lock);
+}
+
+void gv_region_unregister(char *lo) {
+    gv_spin_lock(&region_lock);
+    for (size_t i = 0; i < region_n; i++) {
+        if (region_tab[i].lo == lo) {
+            region_tab[i] = region_tab[--region_n];
+            break;
+        }
+    }
+    gv_spin_unlock(&region_lock);
+}
+
+int gv_region_contains(const void *p) {
+    int found = 0;
+    gv_spin_lock(&region_lock);
+    for (size_t i = 0; i < region_n && !found; i++)
+        found = (const char *)p >= region_tab[i].lo && (const char *)p < region_tab[i].hi;
+    gv_spin_unlock(&region_lock);
+    return found;
+}
+
 void gv_slots_destroy(struct gv_slots *s) {
     if (s->base) {
+        if (s->stacks)
+            gv_region_unregister(s->base);
         munmap(s->base, (size_t)s->nslots * s->slot_size);
         munmap(s->free_stack, (size_t)s->nslots * sizeof(uint32_t));
         pthread_mutex_destroy(&s->lock);
