@@ -176,6 +176,11 @@ struct gv_worker {
     int detached;
     _Atomic int exited;
     _Atomic uint32_t park_word; /* futex; 1 = woken */
+    /* 3.11 only (see pybridge.c, "Keeping the GIL"): this OS thread holds
+     * the GIL with no tstate attached, between two Python GVThreads. */
+    int holds_gil;
+    uint32_t gil_keeps;         /* switches since the GIL was last offered */
+    void *idle_ts;              /* tstate used only to release the GIL */
     gv_worker_stats stats;
 #if GV_ASAN
     const void *asan_stack_lo;
@@ -247,6 +252,11 @@ static inline gv_gvt *gv_meta_at(gv_runtime *rt, uint32_t i) {
 }
 /* Defined by pybridge.c: runs the Python callable of g on g's stack. */
 void gv_py_run(gv_gvt *g);
+/* Defined by pybridge.c: worker-side GIL bookkeeping (no-ops on 3.12+). */
+void gv_py_worker_init(gv_worker *w);
+void gv_py_worker_release_gil(gv_worker *w);
+void gv_py_worker_fini(gv_worker *w);
+gv_worker *gv_worker_now(void);
 void gv_gilstate_switch_in(void *tstate);   /* pygilstate.c */
 void gv_gilstate_switch_out(void *tstate);
 

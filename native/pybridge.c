@@ -210,6 +210,97 @@ static inline void check_detached(PyThreadState *ts) {
 #endif
 }
 
+/* Keeping the GIL (3.11 only).
+ *
+ * Detaching with PyEval_SaveThread releases the GIL, and the next GVThread
+ * takes it again: four mutex operations per switch, and every release wakes
+ * any other thread waiting for the GIL (the main thread joining), which then
+ * finds it taken again.  That was half of a yield and most of a spawn+join.
+ * On 3.11, PyThreadState_Swap(NULL) detaches the tstate without touching
+ * the GIL, so a worker keeps the GIL from one Python GVThread to the next,
+ * as a thread running greenlets does: w->holds_gil says the worker holds it
+ * with no tstate attached, and the next GVThread attaches by a swap.  Other
+ * threads still get the GIL through the eval loop's drop requests (every
+ * switch interval); GVThreads that never reach the eval loop offer it every
+ * GV_GIL_OFFER_EVERY switches.  An idle worker releases it through a tstate
+ * of its own (PyEval_SaveThread needs one).  3.12 made PyThreadState_Swap
+ * release and take the GIL, so 3.12+ keep the SaveThread/RestoreThread path.
+ */
+#if PY_VERSION_HEX < 0x030C0000
+#define GV_KEEP_GIL 1
+#else
+#define GV_KEEP_GIL 0
+#endif
+#define GV_GIL_OFFER_EVERY 256
+
+void gv_py_worker_init(gv_worker *w) { (void)w; }
+
+void gv_py_worker_release_gil(gv_worker *w) {
+#if GV_KEEP_GIL
+    if (w->holds_gil) {
+        if (!w->idle_ts) {
+            /* Made the first time it is needed: a GVThread has run, so the
+             * interpreter is known.  PyThreadState_New binds the gilstate
+             * slot of this thread if empty; it must stay empty here. */
+            PyThreadState *ts = PyThreadState_New((PyInterpreterState *)w->rt->interp);
+            GV_CHECK(ts != NULL, "PyThreadState_New failed");
+            gv_gilstate_switch_out(ts);
+            w->idle_ts = ts;
+        }
+        w->holds_gil = 0;
+        PyThreadState_Swap(w->idle_ts);
+        PyEval_SaveThread();
+    }
+#else
+    (void)w;
+#endif
+}
+
+void gv_py_worker_fini(gv_worker *w) {
+#if GV_KEEP_GIL
+    PyThreadState *ts = w->idle_ts;
+    w->idle_ts = NULL;
+    if (ts && !_Py_IsFinalizing()) {
+        gv_gilstate_switch_in(ts);
+        PyEval_RestoreThread(ts);
+        PyThreadState_Clear(ts);
+        PyThreadState_DeleteCurrent();
+    }
+    /* else: finalization frees it with the other tstates */
+#else
+    (void)w;
+#endif
+}
+
+/* On the GVThread's stack, tstate attached, GIL held: detach before a switch. */
+static inline void py_switch_out(PyThreadState *ts) {
+#if GV_KEEP_GIL
+    PyThreadState_Swap(NULL);
+    gv_worker_now()->holds_gil = 1;
+#else
+    PyEval_SaveThread();
+#endif
+    check_detached(ts);
+}
+
+/* On the GVThread's stack after it was switched in, maybe on another worker. */
+static inline void py_switch_in(PyThreadState *ts) {
+#if GV_KEEP_GIL
+    gv_worker *w = gv_worker_now();
+    if (w->holds_gil) {
+        w->holds_gil = 0;
+        PyThreadState_Swap(ts);
+        if (++w->gil_keeps >= GV_GIL_OFFER_EVERY) {
+            w->gil_keeps = 0;
+            PyEval_SaveThread();   /* hands the GIL over if a thread asked */
+            PyEval_RestoreThread(ts);
+        }
+        return;
+    }
+#endif
+    PyEval_RestoreThread(ts);
+}
+
 /* Returns 1 done, 0 timed out. */
 static int join_from_gvthread(HandleObject *h, gv_gvt *me, double timeout) {
     gv_spin_lock(&h->lock);
@@ -226,10 +317,10 @@ static int join_from_gvthread(HandleObject *h, gv_gvt *me, double timeout) {
                            timeout > 0 ? gv_now_ns() + (uint64_t)(timeout * 1e9) : 0};
     if (jp.deadline == 0 && timeout > 0)
         jp.deadline = 1;
-    PyThreadState *ts = PyEval_SaveThread();
-    check_detached(ts);
+    PyThreadState *ts = PyThreadState_Get();
+    py_switch_out(ts);
     gv_park(join_park_unlock, &jp);
-    PyEval_RestoreThread(ts);
+    py_switch_in(ts);
     me->wait_kind = GV_WAIT_NONE;
     if (jp.deadline)
         gv_timer_cancel(me->rt, me, me->park_seq);
@@ -428,7 +519,7 @@ void gv_py_run(gv_gvt *g) {
     gv_runtime *rt = g->rt;
     PyThreadState *ts = PyThreadState_New((PyInterpreterState *)rt->interp);
     GV_CHECK(ts != NULL, "PyThreadState_New failed");
-    PyEval_RestoreThread(ts);
+    py_switch_in(ts);
     g->tstate = ts;
     set_recursion_bound(ts, rt->py_recursion_units);
     HandleObject *h = g->task;
@@ -457,7 +548,13 @@ void gv_py_run(gv_gvt *g) {
     g->tstate = NULL;
     Py_DECREF(h); /* the reference the GVThread held; may run finalizers */
     PyThreadState_Clear(ts);
+#if GV_KEEP_GIL
+    PyThreadState_Swap(NULL);
+    PyThreadState_Delete(ts);
+    gv_worker_now()->holds_gil = 1;
+#else
     PyThreadState_DeleteCurrent(); /* releases the GIL */
+#endif
 }
 
 /* ------------------------------------------------------------ Core */
@@ -807,10 +904,10 @@ static PyObject *mod_yield_now(PyObject *m, PyObject *unused) {
         Py_END_ALLOW_THREADS
         Py_RETURN_NONE;
     }
-    PyThreadState *ts = PyEval_SaveThread();
-    check_detached(ts);
+    PyThreadState *ts = PyThreadState_Get();
+    py_switch_out(ts);
     gv_yield();
-    PyEval_RestoreThread(ts);
+    py_switch_in(ts);
     Py_RETURN_NONE;
 }
 

@@ -57,6 +57,7 @@ __attribute__((noinline)) static gv_worker *cur_worker(void) {
     __asm__ volatile("" : "+r"(w));
     return w;
 }
+gv_worker *gv_worker_now(void) { return cur_worker(); }
 
 static inline int prio_highest(uint32_t bm) { return bm ? __builtin_ctz(bm) : -1; }
 int gv_prio_highest(uint32_t bm) { return prio_highest(bm); }
@@ -257,8 +258,9 @@ static gv_gvt *find_runnable(gv_worker *w) {
         gv_gvt *g = pick(w);
         if (g)
             return g;
-        /* Nothing anywhere: give the token up, then look once more, since an
-         * enqueuer that saw the token held did not wake anybody. */
+        /* Nothing anywhere: give the GIL and the token up, then look once
+         * more, since an enqueuer that saw the token held woke nobody. */
+        gv_py_worker_release_gil(w);
         atomic_store(&rt->py_owner, -1); /* seq_cst store: a full fence on x86 too */
         atomic_thread_fence(memory_order_seq_cst);
         if (any_work(rt))
@@ -380,12 +382,15 @@ static void *worker_main(void *arg) {
     pthread_attr_destroy(&attr);
 #endif
     gv_block_async_signals();
+    gv_py_worker_init(w);
     for (;;) {
         gv_gvt *g = find_runnable(w);
         if (!g)
             break;
         run_one(w, g);
     }
+    gv_py_worker_release_gil(w);
+    gv_py_worker_fini(w);
     if (atomic_load(&w->rt->py_owner) == w->idx)
         atomic_store(&w->rt->py_owner, -1);
     atomic_store(&w->exited, 1);
