@@ -31,6 +31,20 @@ class WaitKind(enum.IntEnum):
 
     NONE = 0
     JOIN = 1
+    CHANNEL_SEND = 2
+    CHANNEL_RECV = 3
+    SELECT = 4
+    MUTEX = 5
+    CONDVAR = 6
+    RWLOCK = 7
+    SEMAPHORE = 8
+    BARRIER = 9
+    WAITGROUP = 10
+    ONCE = 11
+    EVENT = 12
+    SLEEP = 13
+    BLOCKING = 14
+    OTHER = 15
 
 
 class GVThreadInfo(NamedTuple):

@@ -12,7 +12,8 @@ import sysconfig
 from cffi import FFI
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-SOURCES = ["ctx.c", "stack.c", "sched.c", "runtime.c", "pybridge.c", "pygilstate.c"]
+SOURCES = ["ctx.c", "stack.c", "sched.c", "wait.c", "timer.c", "runtime.c", "pybridge.c",
+           "pywait.c", "pygilstate.c"]
 
 
 def _cdef() -> str:

@@ -73,10 +73,31 @@ enum gv_state {
 /* What the worker does after a GVThread switches back to it. */
 enum gv_after { GV_AFTER_NONE, GV_AFTER_YIELD, GV_AFTER_PARK, GV_AFTER_EXIT };
 
-enum gv_wait_kind { GV_WAIT_NONE = 0, GV_WAIT_JOIN = 1 };
+/* What a BLOCKED GVThread waits on; values match gvthread.WaitKind. */
+enum gv_wait_kind {
+    GV_WAIT_NONE = 0, GV_WAIT_JOIN = 1, GV_WAIT_CHANNEL_SEND = 2, GV_WAIT_CHANNEL_RECV = 3,
+    GV_WAIT_SELECT = 4, GV_WAIT_MUTEX = 5, GV_WAIT_CONDVAR = 6, GV_WAIT_RWLOCK = 7,
+    GV_WAIT_SEMAPHORE = 8, GV_WAIT_BARRIER = 9, GV_WAIT_WAITGROUP = 10, GV_WAIT_ONCE = 11,
+    GV_WAIT_EVENT = 12, GV_WAIT_SLEEP = 13, GV_WAIT_BLOCKING = 14, GV_WAIT_OTHER = 15,
+};
 
 typedef struct gv_worker gv_worker;
 typedef struct gv_gvt gv_gvt;
+typedef struct gv_runtime gv_runtime_t;
+
+/* A timer: armed in one runtime's wheel, fired on its timer thread. */
+typedef struct gv_tnode {
+    struct gv_tnode *prev, *next;
+    uint64_t when_tick;
+    int16_t level;              /* -1: not armed */
+    int16_t slot;
+    void (*fire)(struct gv_tnode *);
+} gv_tnode;
+
+/* Interrupt bits (gv_gvt.intr), delivered at the next blocking point or
+ * safepoint, one-shot. */
+#define GV_INT_CANCEL 1u
+#define GV_INT_TIMEOUT 2u
 
 /* Per-GVThread metadata, one entry of the runtime's dense metadata pool
  * (rt->metas), taken at spawn; the stack slot is bound at the first run. */
@@ -94,7 +115,6 @@ struct gv_gvt {
     uint32_t meta;              /* index of this struct in rt->metas */
     int32_t last_worker;        /* -1 before the first run */
     uint64_t wait_obj;          /* id of what a BLOCKED GVThread waits on */
-    gv_gvt *wait_next;          /* link in a wait list (join), apart from next */
     uint32_t park_seq;          /* wake_seq value of the current park */
     uint32_t pad2;
     void (*park_unlock)(void *);
@@ -102,6 +122,9 @@ struct gv_gvt {
     _Atomic uint32_t wake_seq;  /* bumped by each successful wake (CAS from the
                                    park's value): one waker wins a park */
     uint32_t pad1;
+    _Atomic uint32_t intr;      /* GV_INT_* pending; set by gv_interrupt */
+    uint32_t ptimer_seq;        /* park the park timer belongs to */
+    gv_tnode ptimer;            /* the park timeout (timer.c) */
     void *tstate;               /* PyThreadState*, NULL when not alive in Python */
     void *task;                 /* strong ref to the Handle (PyObject*) */
     void *chunk_hint;           /* in-slot first data-stack chunk, until taken */
@@ -113,7 +136,7 @@ struct gv_gvt {
 
 GV_CT_ASSERT(offsetof(gv_gvt, ctx) == 0, "the switch code stores sp at offset 0");
 GV_CT_ASSERT(sizeof(gv_gvt) % GV_CACHELINE == 0, "gvt is whole cache lines");
-GV_CT_ASSERT(sizeof(gv_gvt) <= 256 || GV_CTX_UCONTEXT, "gvt stays four cache lines");
+GV_CT_ASSERT(sizeof(gv_gvt) <= 320 || GV_CTX_UCONTEXT, "gvt stays five cache lines");
 
 /* ---- run queue: FIFO per priority, bitmap of non-empty levels ---- */
 typedef struct gv_runq {
@@ -191,13 +214,43 @@ struct gv_worker {
 GV_CT_ASSERT(offsetof(gv_worker, sched_ctx) == 0, "sched ctx first");
 GV_CT_ASSERT(sizeof(gv_worker) % GV_CACHELINE == 0, "worker is whole cache lines");
 
-/* ---- timer (simple heap; deadline wakeups for timed parks) ---- */
-typedef struct gv_timer_ent { uint64_t when; gv_gvt *g; uint32_t seq; } gv_timer_ent;
+/* ---- wait lists (wait.c) ---- */
+typedef struct gv_select_state {
+    _Atomic int done;           /* CAS 0 -> 1 by the one case that wins */
+    int winner;                 /* case index of the winner */
+} gv_select_state;
+
+typedef struct gv_waiter gv_waiter;
+struct gv_waiter {
+    gv_waiter *prev, *next;
+    gv_gvt *g;                  /* NULL: an OS thread, blocked on futex */
+    uint32_t park_seq;
+    _Atomic uint32_t futex;     /* OS-thread waiter: 1 once woken */
+    int queued;                 /* in a list */
+    int granted;                /* set by the waker under the list's lock */
+    int64_t who;                /* GVThread id, or -(OS thread ident) */
+    uint64_t since_ns;          /* when it started waiting (fairness) */
+    void *data;                 /* what a grant gives (a channel item...) */
+    int flags;                  /* per-primitive (channel: closed wake) */
+    int case_index;
+    gv_select_state *sel;       /* non-NULL: one case of a select */
+};
+typedef struct gv_wlist { gv_waiter *head, *tail; uint32_t n; } gv_wlist;
+void gv_wlist_push(gv_wlist *l, gv_waiter *w);
+void gv_wlist_remove(gv_wlist *l, gv_waiter *w);
+gv_waiter *gv_wlist_claim(gv_wlist *l);
+void gv_waiter_wake(gv_waiter *w);
+
+/* ---- timer wheel (timer.c) ---- */
 typedef struct gv_timer {
     pthread_mutex_t lock;
     pthread_cond_t cond;
-    gv_timer_ent *heap;
-    size_t n, cap;
+    gv_tnode *wheel[4][64];
+    uint64_t occupied[4];       /* bit s of level l: wheel[l][s] non-empty */
+    gv_tnode *overflow;         /* farther than level 3 reaches */
+    uint64_t cur_tick;          /* ticks before this one are processed */
+    uint64_t sleep_until;       /* tick the thread sleeps until; 0 when awake */
+    size_t n;                   /* armed nodes */
     int stop;
     int started;
     pthread_t thread;
@@ -242,8 +295,16 @@ void gv_yield(void);
 void gv_park(void (*unlock)(void *), void *arg);
 /* Make g runnable if it is still in the park numbered seq; for racing wakers. */
 int gv_wake_if(gv_gvt *g, uint32_t seq);
-void gv_timer_add(gv_runtime *rt, uint64_t when, gv_gvt *g, uint32_t seq);
-void gv_timer_cancel(gv_runtime *rt, gv_gvt *g, uint32_t seq);
+int gv_timer_start(gv_runtime *rt);
+void gv_timer_stop(gv_runtime *rt);
+void gv_tnode_arm(gv_runtime *rt, gv_tnode *n, uint64_t when_ns);
+int gv_tnode_cancel(gv_runtime *rt, gv_tnode *n); /* 1 if it was armed */
+/* The park timeout of g: arm from the park's unlock callback (after the
+ * switch-out), cancel after g resumes. */
+void gv_park_timer_arm(gv_gvt *g, uint64_t when_ns);
+void gv_park_timer_cancel(gv_gvt *g);
+/* Set interrupt bits on g and wake it if it is parked (see wait.c). */
+void gv_interrupt(gv_gvt *g, uint32_t bits);
 int gv_worker_start(gv_worker *w);
 void gv_block_async_signals(void);
 void gv_worker_wake(gv_worker *w);

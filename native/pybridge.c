@@ -25,18 +25,12 @@
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 
-#include "gv_internal.h"
+#include "pybridge.h"
 
 #include <errno.h>
 #include <string.h>
 
-#if PY_VERSION_HEX < 0x030D0000
-#define gv_tstate_unchecked() _PyThreadState_UncheckedGet()
-#else
-#define gv_tstate_unchecked() PyThreadState_GetUnchecked()
-#endif
-
-static PyObject *SchedError, *SlotsExhausted, *RuntimeShutdownError;
+PyObject *SchedError, *SlotsExhausted, *RuntimeShutdownError;
 static PyObject *state_enum_members;   /* tuple State(0..6), set from Python */
 static PyObject *prio_enum_members;    /* tuple Priority(0..3) */
 
@@ -91,6 +85,47 @@ static void install_arena_hook(void) {
     PyObject_SetArenaAllocator(&a);
 }
 
+/* ------------------------------------------------------------ worker GIL */
+
+void gv_py_worker_init(gv_worker *w) { (void)w; }
+
+void gv_py_worker_release_gil(gv_worker *w) {
+#if GV_KEEP_GIL
+    if (w->holds_gil) {
+        if (!w->idle_ts) {
+            /* Made the first time it is needed: a GVThread has run, so the
+             * interpreter is known.  PyThreadState_New binds the gilstate
+             * slot of this thread if empty; it must stay empty here. */
+            PyThreadState *ts = PyThreadState_New((PyInterpreterState *)w->rt->interp);
+            GV_CHECK(ts != NULL, "PyThreadState_New failed");
+            gv_gilstate_switch_out(ts);
+            w->idle_ts = ts;
+        }
+        w->holds_gil = 0;
+        PyThreadState_Swap(w->idle_ts);
+        PyEval_SaveThread();
+    }
+#else
+    (void)w;
+#endif
+}
+
+void gv_py_worker_fini(gv_worker *w) {
+#if GV_KEEP_GIL
+    PyThreadState *ts = w->idle_ts;
+    w->idle_ts = NULL;
+    if (ts && !_Py_IsFinalizing()) {
+        gv_gilstate_switch_in(ts);
+        PyEval_RestoreThread(ts);
+        PyThreadState_Clear(ts);
+        PyThreadState_DeleteCurrent();
+    }
+    /* else: finalization frees it with the other tstates */
+#else
+    (void)w;
+#endif
+}
+
 /* ------------------------------------------------------------ Handle */
 
 typedef struct {
@@ -102,10 +137,10 @@ typedef struct {
     gv_gvt *g;                  /* while alive; cleared under the GIL at finish */
     PyObject *fn, *args, *kwargs, *ctx;   /* dropped when the GVThread ends */
     PyObject *result, *exc;
-    gv_spin lock;               /* guards waiters and done for GVThread joiners */
-    _Atomic uint32_t done;      /* futex for OS-thread joiners */
-    _Atomic uint32_t os_waiters;
-    gv_gvt *waiters;            /* parked GVThread joiners, via wait_next */
+    gv_spin lock;               /* guards waiters and done */
+    _Atomic uint32_t done;
+    int cancel_requested;
+    gv_wlist waiters;           /* joiners: parked GVThreads and blocked threads */
 } HandleObject;
 
 static PyTypeObject HandleType;
@@ -183,235 +218,58 @@ static PyObject *handle_outcome(HandleObject *h) {
     return Py_NewRef(h->result ? h->result : Py_None);
 }
 
-struct join_park {
-    gv_spin *lock;
-    gv_runtime *rt;
-    gv_gvt *g;
-    uint64_t deadline;          /* 0: none */
-};
-
-/* Runs on the worker after the joiner switched out (see gv_park). */
-static void join_park_unlock(void *arg) {
-    struct join_park *jp = arg;
-    if (jp->deadline)
-        gv_timer_add(jp->rt, jp->deadline, jp->g, jp->g->park_seq);
-    gv_spin_unlock(jp->lock);
-}
-
-/* 3.12+ keep the current tstate per OS thread: detached means NULL.  3.11
- * keeps one process-wide "current" (whoever holds the GIL), which another
- * thread may have taken by now: detached means "not ours". */
-static inline void check_detached(PyThreadState *ts) {
-#if PY_VERSION_HEX >= 0x030C0000
-    (void)ts;
-    GV_CHECK(gv_tstate_unchecked() == NULL, "switching with the tstate attached");
-#else
-    GV_CHECK(gv_tstate_unchecked() != ts, "switching with the tstate attached");
-#endif
-}
-
-/* Keeping the GIL (3.11 only).
- *
- * Detaching with PyEval_SaveThread releases the GIL, and the next GVThread
- * takes it again: four mutex operations per switch, and every release wakes
- * any other thread waiting for the GIL (the main thread joining), which then
- * finds it taken again.  That was half of a yield and most of a spawn+join.
- * On 3.11, PyThreadState_Swap(NULL) detaches the tstate without touching
- * the GIL, so a worker keeps the GIL from one Python GVThread to the next,
- * as a thread running greenlets does: w->holds_gil says the worker holds it
- * with no tstate attached, and the next GVThread attaches by a swap.  Other
- * threads still get the GIL through the eval loop's drop requests (every
- * switch interval); GVThreads that never reach the eval loop offer it every
- * GV_GIL_OFFER_EVERY switches.  An idle worker releases it through a tstate
- * of its own (PyEval_SaveThread needs one).  3.12 made PyThreadState_Swap
- * release and take the GIL, so 3.12+ keep the SaveThread/RestoreThread path.
- */
-#if PY_VERSION_HEX < 0x030C0000
-#define GV_KEEP_GIL 1
-#else
-#define GV_KEEP_GIL 0
-#endif
-#define GV_GIL_OFFER_EVERY 256
-
-void gv_py_worker_init(gv_worker *w) { (void)w; }
-
-void gv_py_worker_release_gil(gv_worker *w) {
-#if GV_KEEP_GIL
-    if (w->holds_gil) {
-        if (!w->idle_ts) {
-            /* Made the first time it is needed: a GVThread has run, so the
-             * interpreter is known.  PyThreadState_New binds the gilstate
-             * slot of this thread if empty; it must stay empty here. */
-            PyThreadState *ts = PyThreadState_New((PyInterpreterState *)w->rt->interp);
-            GV_CHECK(ts != NULL, "PyThreadState_New failed");
-            gv_gilstate_switch_out(ts);
-            w->idle_ts = ts;
-        }
-        w->holds_gil = 0;
-        PyThreadState_Swap(w->idle_ts);
-        PyEval_SaveThread();
-    }
-#else
-    (void)w;
-#endif
-}
-
-void gv_py_worker_fini(gv_worker *w) {
-#if GV_KEEP_GIL
-    PyThreadState *ts = w->idle_ts;
-    w->idle_ts = NULL;
-    if (ts && !_Py_IsFinalizing()) {
-        gv_gilstate_switch_in(ts);
-        PyEval_RestoreThread(ts);
-        PyThreadState_Clear(ts);
-        PyThreadState_DeleteCurrent();
-    }
-    /* else: finalization frees it with the other tstates */
-#else
-    (void)w;
-#endif
-}
-
-/* On the GVThread's stack, tstate attached, GIL held: detach before a switch. */
-static inline void py_switch_out(PyThreadState *ts) {
-#if GV_KEEP_GIL
-    PyThreadState_Swap(NULL);
-    gv_worker_now()->holds_gil = 1;
-#else
-    PyEval_SaveThread();
-#endif
-    check_detached(ts);
-}
-
-/* On the GVThread's stack after it was switched in, maybe on another worker. */
-static inline void py_switch_in(PyThreadState *ts) {
-#if GV_KEEP_GIL
-    gv_worker *w = gv_worker_now();
-    if (w->holds_gil) {
-        w->holds_gil = 0;
-        PyThreadState_Swap(ts);
-        if (++w->gil_keeps >= GV_GIL_OFFER_EVERY) {
-            w->gil_keeps = 0;
-            PyEval_SaveThread();   /* hands the GIL over if a thread asked */
-            PyEval_RestoreThread(ts);
-        }
-        return;
-    }
-#endif
-    PyEval_RestoreThread(ts);
-}
-
-/* Returns 1 done, 0 timed out. */
-static int join_from_gvthread(HandleObject *h, gv_gvt *me, double timeout) {
-    gv_spin_lock(&h->lock);
-    if (atomic_load(&h->done) || timeout == 0.0) {
-        gv_spin_unlock(&h->lock);
-        return atomic_load(&h->done) != 0;
-    }
-    me->park_seq = atomic_load(&me->wake_seq);
-    me->wait_next = h->waiters;
-    h->waiters = me;
-    me->wait_kind = GV_WAIT_JOIN;
-    me->wait_obj = h->id;
-    struct join_park jp = {&h->lock, me->rt, me,
-                           timeout > 0 ? gv_now_ns() + (uint64_t)(timeout * 1e9) : 0};
-    if (jp.deadline == 0 && timeout > 0)
-        jp.deadline = 1;
-    PyThreadState *ts = PyThreadState_Get();
-    py_switch_out(ts);
-    gv_park(join_park_unlock, &jp);
-    py_switch_in(ts);
-    me->wait_kind = GV_WAIT_NONE;
-    if (jp.deadline)
-        gv_timer_cancel(me->rt, me, me->park_seq);
-    /* Woken by the timer: take ourselves off the list (the finisher walks it
-     * under the same lock, so it is not looking at us meanwhile). */
-    gv_spin_lock(&h->lock);
-    for (gv_gvt **pp = &h->waiters; *pp; pp = &(*pp)->wait_next) {
-        if (*pp == me) {
-            *pp = me->wait_next;
-            break;
-        }
-    }
-    gv_spin_unlock(&h->lock);
-    return atomic_load(&h->done) != 0;
-}
-
-/* Returns 1 done, 0 timed out, -1 with an exception set (a signal handler raised). */
-static int join_from_thread(HandleObject *h, double timeout) {
-    uint64_t deadline = timeout < 0 ? UINT64_MAX : gv_now_ns() + (uint64_t)(timeout * 1e9);
-    int res;
-    /* seq_cst: Dekker pair with finish_handle's store of done and load of os_waiters. */
-    atomic_fetch_add(&h->os_waiters, 1);
-    for (;;) {
-        if (atomic_load(&h->done)) {
-            res = 1;
-            break;
-        }
-        uint64_t now = gv_now_ns();
-        if (now >= deadline) {
-            res = 0;
-            break;
-        }
-        uint64_t slice = deadline - now;
-        if (slice > 1000000000ull)
-            slice = 1000000000ull;
-        int r;
-        Py_BEGIN_ALLOW_THREADS
-        r = gv_futex_wait(&h->done, 0, (int64_t)slice);
-        Py_END_ALLOW_THREADS
-        if (r == EINTR && PyErr_CheckSignals() < 0) {
-            res = -1;
-            break;
-        }
-    }
-    atomic_fetch_sub(&h->os_waiters, 1);
-    return res;
-}
-
 static PyObject *handle_join(HandleObject *h, PyObject *args, PyObject *kw) {
     static char *kwlist[] = {"timeout", NULL};
     PyObject *tobj = Py_None;
-    if (!PyArg_ParseTupleAndKeywords(args, kw, "|O:join", kwlist, &tobj))
+    double timeout;
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "|O:join", kwlist, &tobj) ||
+        gv_parse_timeout(tobj, &timeout) < 0)
         return NULL;
-    double timeout = -1.0;
-    if (tobj != Py_None) {
-        timeout = PyFloat_AsDouble(tobj);
-        if (timeout == -1.0 && PyErr_Occurred())
-            return NULL;
-        if (timeout != timeout) {
-            PyErr_SetString(PyExc_ValueError, "timeout must be a number, not NaN");
-            return NULL;
-        }
-        if (timeout < 0)
-            timeout = 0;
-    }
     if (!atomic_load(&h->done)) {
         gv_gvt *me = gv_current();
-        int r;
-        if (me) {
-            if (me->task == (void *)h) {
-                PyErr_SetString(PyExc_RuntimeError, "a GVThread cannot join itself");
-                return NULL;
-            }
-            r = join_from_gvthread(h, me, timeout);
-        } else {
-            r = join_from_thread(h, timeout);
-            if (r < 0)
-                return NULL;
-        }
-        if (!r) {
-            /* PyUnicode_FromFormat has no %g (3.12 raises SystemError for it). */
-            PyObject *t = PyFloat_FromDouble(timeout);
-            if (t) {
-                PyErr_Format(PyExc_TimeoutError, "GVThread %llu did not finish within %R s",
-                             (unsigned long long)h->id, t);
-                Py_DECREF(t);
-            }
+        if (me && me->task == (void *)h) {
+            PyErr_SetString(PyExc_RuntimeError, "a GVThread cannot join itself");
             return NULL;
+        }
+        gv_waiter w;
+        gv_waiter_init(&w);
+        gv_spin_lock(&h->lock);
+        if (!atomic_load(&h->done)) {
+            gv_wlist_push(&h->waiters, &w);
+            int r = gv_block(&h->lock, &h->waiters, &w, timeout, GV_WAIT_JOIN, h->id);
+            if (r == GV_BLOCK_ERROR)
+                return NULL;
+            if (r == GV_BLOCK_TIMEOUT) {
+                /* PyUnicode_FromFormat has no %g (3.12 raises SystemError for it). */
+                PyObject *t = PyFloat_FromDouble(timeout);
+                if (t) {
+                    PyErr_Format(PyExc_TimeoutError, "GVThread %llu did not finish within %R s",
+                                 (unsigned long long)h->id, t);
+                    Py_DECREF(t);
+                }
+                return NULL;
+            }
+        } else {
+            gv_spin_unlock(&h->lock);
         }
     }
     return handle_outcome(h);
+}
+
+/* cancel() -> bool: ask the GVThread to stop (Cancelled at its next blocking
+ * point or safepoint; at once if parked).  False if it has already ended. */
+static PyObject *handle_cancel(HandleObject *h, PyObject *unused) {
+    (void)unused;
+    if (atomic_load(&h->done) || !h->g)
+        Py_RETURN_FALSE;
+    h->cancel_requested = 1;
+    gv_interrupt(h->g, GV_INT_CANCEL); /* h->g stays valid while we hold the GIL */
+    Py_RETURN_TRUE;
+}
+
+static PyObject *handle_cancelled(HandleObject *h, PyObject *unused) {
+    (void)unused;
+    return PyBool_FromLong(atomic_load(&h->done) && h->final_state == GV_CANCELLED);
 }
 
 static PyObject *handle_repr(HandleObject *h) {
@@ -438,6 +296,11 @@ static PyMethodDef handle_methods[] = {
      "join(timeout=None): wait for the GVThread; return its result or raise its exception.\n"
      "Parks the caller in a GVThread, blocks the OS thread elsewhere."},
     {"done", (PyCFunction)handle_done, METH_NOARGS, "True once the GVThread has ended."},
+    {"cancel", (PyCFunction)handle_cancel, METH_NOARGS,
+     "cancel() -> bool: Cancelled is raised in the GVThread at its next blocking point\n"
+     "or safepoint (at once if it is parked). False if it has already ended."},
+    {"cancelled", (PyCFunction)handle_cancelled, METH_NOARGS,
+     "True if the GVThread ended by cancellation."},
     {NULL, NULL, 0, NULL},
 };
 
@@ -467,20 +330,14 @@ static PyTypeObject HandleType = {
 static void finish_handle(HandleObject *h, PyObject *res, PyObject *exc) {
     h->result = res;
     h->exc = exc;
-    h->final_state = GV_FINISHED;
+    h->final_state = (exc && h->cancel_requested && PyErr_GivenExceptionMatches(exc, gv_Cancelled))
+                         ? GV_CANCELLED : GV_FINISHED;
     h->g = NULL;
     gv_spin_lock(&h->lock);
-    atomic_store(&h->done, 1); /* seq_cst: see join_from_thread */
-    gv_gvt *w = h->waiters;
-    h->waiters = NULL;
-    while (w) {
-        gv_gvt *next = w->wait_next;
-        gv_wake_if(w, w->park_seq); /* under h->lock: see join_from_gvthread */
-        w = next;
-    }
+    atomic_store(&h->done, 1);
+    for (gv_waiter *w; (w = gv_wlist_claim(&h->waiters));)
+        gv_waiter_wake(w);
     gv_spin_unlock(&h->lock);
-    if (atomic_load(&h->os_waiters))
-        gv_futex_wake(&h->done, 1 << 30);
 }
 
 /* ------------------------------------------------------------ running */
@@ -519,13 +376,17 @@ void gv_py_run(gv_gvt *g) {
     gv_runtime *rt = g->rt;
     PyThreadState *ts = PyThreadState_New((PyInterpreterState *)rt->interp);
     GV_CHECK(ts != NULL, "PyThreadState_New failed");
-    py_switch_in(ts);
+    gv_py_switch_in(ts);
     g->tstate = ts;
     set_recursion_bound(ts, rt->py_recursion_units);
     HandleObject *h = g->task;
     PyObject *ctx = h->ctx, *res = NULL, *exc = NULL;
     h->ctx = NULL;
-    if (PyContext_Enter(ctx) == 0) {
+    if (atomic_load(&g->intr) & GV_INT_CANCEL) {
+        /* Cancelled before it first ran: the function never starts. */
+        gv_deliver_interrupt(g);
+        exc = fetch_exception();
+    } else if (PyContext_Enter(ctx) == 0) {
         res = PyObject_Call(h->fn, h->args, h->kwargs);
         if (!res)
             exc = fetch_exception();
@@ -725,8 +586,8 @@ static PyObject *do_spawn(CoreObject *self, PyObject *fn, PyObject *fargs, PyObj
     h->result = h->exc = NULL;
     atomic_store_explicit(&h->lock.v, 0, memory_order_relaxed);
     atomic_store_explicit(&h->done, 0, memory_order_relaxed);
-    atomic_store_explicit(&h->os_waiters, 0, memory_order_relaxed);
-    h->waiters = NULL;
+    h->cancel_requested = 0;
+    h->waiters = (gv_wlist){NULL, NULL, 0};
     PyObject_GC_Track(h);
     if (!h->ctx) {
         Py_DECREF(h);
@@ -904,10 +765,12 @@ static PyObject *mod_yield_now(PyObject *m, PyObject *unused) {
         Py_END_ALLOW_THREADS
         Py_RETURN_NONE;
     }
+    if (atomic_load_explicit(&g->intr, memory_order_relaxed) && gv_deliver_interrupt(g) < 0)
+        return NULL; /* yield_now is a safepoint */
     PyThreadState *ts = PyThreadState_Get();
-    py_switch_out(ts);
+    gv_py_switch_out(ts);
     gv_yield();
-    py_switch_in(ts);
+    gv_py_switch_in(ts);
     Py_RETURN_NONE;
 }
 
@@ -1038,7 +901,8 @@ static PyObject *make_module(void) {
         PyModule_AddObjectRef(m, "Handle", (PyObject *)&HandleType) < 0 ||
         PyModule_AddObjectRef(m, "Core", (PyObject *)&CoreType) < 0 ||
         PyModule_AddStringConstant(m, "CTX_IMPL", GV_CTX_NAME) < 0 ||
-        PyModule_AddIntConstant(m, "ASAN", GV_ASAN) < 0) {
+        PyModule_AddIntConstant(m, "ASAN", GV_ASAN) < 0 ||
+        gv_pywait_register(m) < 0) {
         Py_DECREF(m);
         return NULL;
     }

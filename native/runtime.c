@@ -1,4 +1,4 @@
-/* runtime.c -- runtime lifecycle, the timer thread, statistics.
+/* runtime.c -- runtime lifecycle and statistics.
  *
  * Shutdown.  Workers stop at a scheduling point: a worker inside a GVThread
  * that never yields cannot be stopped, so gv_runtime_stop() joins with a
@@ -6,11 +6,6 @@
  * threads: at finalization it exits when it next asks for the GIL).  The stack
  * region is unmapped only when no GVThread is left: a parked GVThread's
  * PyThreadState points into its slot until the interpreter frees it.
- *
- * Timer.  A binary heap of (deadline, GVThread, park number) under one mutex,
- * served by one thread.  A timer fires by gv_wake_if(), so it loses cleanly to
- * any other waker; a GVThread cancels its entry after it resumes, and because
- * firing happens under the same mutex, a cancelled entry never touches it.
  */
 #include "gv_internal.h"
 
@@ -18,105 +13,7 @@
 #include <string.h>
 #include <time.h>
 
-/* ---------------------------------------------------------------- timer */
-
-static void heap_swap(gv_timer *t, size_t a, size_t b) {
-    gv_timer_ent e = t->heap[a];
-    t->heap[a] = t->heap[b];
-    t->heap[b] = e;
-}
-static void heap_up(gv_timer *t, size_t i) {
-    while (i && t->heap[(i - 1) / 2].when > t->heap[i].when) {
-        heap_swap(t, i, (i - 1) / 2);
-        i = (i - 1) / 2;
-    }
-}
-static void heap_down(gv_timer *t, size_t i) {
-    for (;;) {
-        size_t l = 2 * i + 1, r = l + 1, m = i;
-        if (l < t->n && t->heap[l].when < t->heap[m].when) m = l;
-        if (r < t->n && t->heap[r].when < t->heap[m].when) m = r;
-        if (m == i) return;
-        heap_swap(t, i, m);
-        i = m;
-    }
-}
-static void heap_remove_at(gv_timer *t, size_t i) {
-    t->n--;
-    if (i != t->n) {
-        t->heap[i] = t->heap[t->n];
-        heap_up(t, i);
-        heap_down(t, i);
-    }
-}
-
-void gv_timer_add(gv_runtime *rt, uint64_t when, gv_gvt *g, uint32_t seq) {
-    gv_timer *t = &rt->timer;
-    pthread_mutex_lock(&t->lock);
-    if (t->n == t->cap) {
-        size_t cap = t->cap ? t->cap * 2 : 64;
-        gv_timer_ent *h = realloc(t->heap, cap * sizeof *h);
-        GV_CHECK(h != NULL, "out of memory for timers");
-        t->heap = h;
-        t->cap = cap;
-    }
-    t->heap[t->n] = (gv_timer_ent){when, g, seq};
-    heap_up(t, t->n++);
-    if (t->heap[0].g == g && t->heap[0].seq == seq)
-        pthread_cond_signal(&t->cond);
-    pthread_mutex_unlock(&t->lock);
-}
-
-void gv_timer_cancel(gv_runtime *rt, gv_gvt *g, uint32_t seq) {
-    gv_timer *t = &rt->timer;
-    pthread_mutex_lock(&t->lock);
-    for (size_t i = 0; i < t->n; i++) {
-        if (t->heap[i].g == g && t->heap[i].seq == seq) {
-            heap_remove_at(t, i);
-            break;
-        }
-    }
-    pthread_mutex_unlock(&t->lock);
-}
-
-static void *timer_main(void *arg) {
-    gv_runtime *rt = arg;
-    gv_timer *t = &rt->timer;
-    gv_block_async_signals();
-    pthread_mutex_lock(&t->lock);
-    while (!t->stop) {
-        if (t->n == 0) {
-            pthread_cond_wait(&t->cond, &t->lock);
-            continue;
-        }
-        uint64_t now = gv_now_ns();
-        if (t->heap[0].when <= now) {
-            gv_timer_ent e = t->heap[0];
-            heap_remove_at(t, 0);
-            gv_wake_if(e.g, e.seq); /* under the lock: see the file comment */
-            continue;
-        }
-        struct timespec ts = {(time_t)(t->heap[0].when / 1000000000u),
-                              (long)(t->heap[0].when % 1000000000u)};
-        pthread_cond_timedwait(&t->cond, &t->lock, &ts);
-    }
-    pthread_mutex_unlock(&t->lock);
-    return NULL;
-}
-
 /* ---------------------------------------------------------------- lifecycle */
-
-static void stop_timer(gv_runtime *rt) {
-    gv_timer *t = &rt->timer;
-    if (!t->started)
-        return;
-    pthread_mutex_lock(&t->lock);
-    t->stop = 1;
-    pthread_cond_signal(&t->cond);
-    pthread_mutex_unlock(&t->lock);
-    pthread_join(t->thread, NULL);
-    t->started = 0;
-}
 
 gv_runtime *gv_runtime_new(const gv_config *cfg, int *err) {
     *err = GV_E_CONFIG;
@@ -153,18 +50,11 @@ gv_runtime *gv_runtime_new(const gv_config *cfg, int *err) {
     memset(rt->workers, 0, sizeof(gv_worker) * (size_t)cfg->workers);
     atomic_store(&rt->py_owner, -1);
     atomic_store(&rt->next_id, 1);
-    pthread_condattr_t ca;
-    pthread_condattr_init(&ca);
-    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-    pthread_cond_init(&rt->timer.cond, &ca);
-    pthread_condattr_destroy(&ca);
-    pthread_mutex_init(&rt->timer.lock, NULL);
-    if (pthread_create(&rt->timer.thread, NULL, timer_main, rt) != 0) {
+    if (gv_timer_start(rt) != 0) {
         *err = GV_E_THREAD;
         gv_runtime_free(rt);
         return NULL;
     }
-    rt->timer.started = 1;
     for (int i = 0; i < cfg->workers; i++) {
         gv_worker *w = &rt->workers[i];
         w->rt = rt;
@@ -202,7 +92,7 @@ int gv_runtime_stop(gv_runtime *rt, int wait, double timeout) {
     for (int i = 0; i < rt->nworkers; i++)
         if (rt->workers[i].started)
             gv_worker_wake(&rt->workers[i]);
-    stop_timer(rt);
+    gv_timer_stop(rt);
     int stuck = 0;
     uint64_t deadline = gv_now_ns() + (uint64_t)(timeout * 1e9);
     for (int i = 0; i < rt->nworkers; i++) {
@@ -226,7 +116,7 @@ int gv_runtime_stop(gv_runtime *rt, int wait, double timeout) {
 }
 
 void gv_runtime_free(gv_runtime *rt) {
-    stop_timer(rt);
+    gv_timer_stop(rt);
     for (int i = 0; i < rt->nworkers; i++)
         if (rt->workers[i].started || rt->workers[i].detached)
             return; /* a running or detached worker may still touch rt: leak it */
@@ -237,7 +127,6 @@ void gv_runtime_free(gv_runtime *rt) {
         return;
     gv_slots_destroy(&rt->slots);
     gv_slots_destroy(&rt->metas);
-    free(rt->timer.heap);
     free(rt->workers);
     free(rt);
 }

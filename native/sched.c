@@ -356,9 +356,11 @@ static void run_one(gv_worker *w, gv_gvt *g) {
         void (*unlock)(void *) = g->park_unlock;
         void *arg = g->park_arg;
         g->park_unlock = NULL;
-        atomic_store_explicit(&g->state, GV_BLOCKED, memory_order_relaxed);
+        atomic_store(&g->state, GV_BLOCKED); /* seq_cst: see wait.c on interrupts */
         if (unlock)
             unlock(arg); /* from here on a waker may ready g */
+        if (atomic_load(&g->intr))
+            gv_wake_if(g, g->park_seq);
         break;
     }
     case GV_AFTER_EXIT:
@@ -458,6 +460,7 @@ int gv_spawn_prepare(gv_runtime *rt, int prio, void *task, gv_gvt **out) {
     g->task = task;
     g->id = atomic_fetch_add_explicit(&rt->next_id, 1, memory_order_relaxed);
     g->last_worker = -1;
+    g->ptimer.level = -1;
     g->created_ns = gv_coarse_ns();
     atomic_fetch_add_explicit(&rt->live, 1, memory_order_relaxed);
     atomic_fetch_add_explicit(&rt->spawned, 1, memory_order_relaxed);

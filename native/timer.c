@@ -1,0 +1,235 @@
+/* timer.c -- the timer thread: a hierarchical timing wheel.
+ *
+ * Design (Varghese & Lauck; Linux's timer wheel).  Rejected: a binary heap
+ * (O(log n) insert and, worse, O(n) cancel by search -- every timed wait that
+ * ends early cancels its timer) and a sorted list.  Chosen: 4 levels of 64
+ * slots; a tick is 2^19 ns (0.52 ms), so level 0 spans 34 ms, level 1 2.2 s,
+ * level 2 2.4 min, level 3 2.5 h, and an overflow list holds the rest.  A
+ * timer goes to the lowest level whose span covers its distance; when the
+ * wheel's position crosses into a higher-level slot's range, that slot is
+ * cascaded down.  Insert and cancel are O(1) (doubly linked slot lists).
+ * Deadlines are rounded up to a tick, so a timer never fires early and at
+ * most one tick (plus scheduling) late.
+ *
+ * The thread does not tick idly: with nothing armed it sleeps until an insert
+ * signals it; otherwise it sleeps until the next occupied level-0 slot or the
+ * next cascade boundary, whichever is first (bitmaps make both O(1)).
+ *
+ * Callbacks run on the timer thread with the timer lock held (lock order:
+ * timer -> run queue); they must be short and must not touch the wheel.
+ */
+#include "gv_internal.h"
+
+#include <errno.h>
+#include <string.h>
+#include <time.h>
+
+#define TW_BITS 6
+#define TW_SLOTS 64
+#define TW_LEVELS 4
+#define TICK_SHIFT 19
+#define OVERFLOW_LEVEL TW_LEVELS
+
+static uint64_t ns_to_tick_up(uint64_t ns) {
+    return (ns >> TICK_SHIFT) + ((ns & ((1ull << TICK_SHIFT) - 1)) != 0);
+}
+
+static void slot_link(gv_timer *t, gv_tnode *n, int level, int slot) {
+    gv_tnode **head = level == OVERFLOW_LEVEL ? &t->overflow : &t->wheel[level][slot];
+    n->level = (int16_t)level;
+    n->slot = (int16_t)slot;
+    n->prev = NULL;
+    n->next = *head;
+    if (*head)
+        (*head)->prev = n;
+    *head = n;
+    if (level != OVERFLOW_LEVEL)
+        t->occupied[level] |= 1ull << slot;
+}
+
+static void slot_unlink(gv_timer *t, gv_tnode *n) {
+    int level = n->level, slot = n->slot;
+    gv_tnode **head = level == OVERFLOW_LEVEL ? &t->overflow : &t->wheel[level][slot];
+    if (n->prev)
+        n->prev->next = n->next;
+    else
+        *head = n->next;
+    if (n->next)
+        n->next->prev = n->prev;
+    if (level != OVERFLOW_LEVEL && !*head)
+        t->occupied[level] &= ~(1ull << slot);
+    n->prev = n->next = NULL;
+    n->level = -1;
+}
+
+static void place(gv_timer *t, gv_tnode *n) {
+    if (n->when_tick < t->cur_tick)
+        n->when_tick = t->cur_tick;
+    uint64_t delta = n->when_tick - t->cur_tick;
+    for (int level = 0; level < TW_LEVELS; level++) {
+        if (delta < (1ull << (TW_BITS * (level + 1)))) {
+            slot_link(t, n, level, (int)((n->when_tick >> (TW_BITS * level)) & (TW_SLOTS - 1)));
+            return;
+        }
+    }
+    slot_link(t, n, OVERFLOW_LEVEL, 0);
+}
+
+void gv_tnode_arm(gv_runtime *rt, gv_tnode *n, uint64_t when_ns) {
+    gv_timer *t = &rt->timer;
+    pthread_mutex_lock(&t->lock);
+    GV_CHECK(n->level < 0, "timer armed twice");
+    n->when_tick = ns_to_tick_up(when_ns);
+    place(t, n);
+    t->n++;
+    if (n->when_tick < t->sleep_until)
+        pthread_cond_signal(&t->cond);
+    pthread_mutex_unlock(&t->lock);
+}
+
+int gv_tnode_cancel(gv_runtime *rt, gv_tnode *n) {
+    gv_timer *t = &rt->timer;
+    int was = 0;
+    pthread_mutex_lock(&t->lock);
+    if (n->level >= 0) {
+        slot_unlink(t, n);
+        t->n--;
+        was = 1;
+    }
+    pthread_mutex_unlock(&t->lock);
+    return was;
+}
+
+static void cascade(gv_timer *t, int level, int slot) {
+    gv_tnode *n = t->wheel[level][slot];
+    t->wheel[level][slot] = NULL;
+    t->occupied[level] &= ~(1ull << slot);
+    while (n) {
+        gv_tnode *next = n->next;
+        place(t, n);
+        n = next;
+    }
+}
+
+static void cascade_overflow(gv_timer *t) {
+    gv_tnode *n = t->overflow;
+    t->overflow = NULL;
+    while (n) {
+        gv_tnode *next = n->next;
+        place(t, n);
+        n = next;
+    }
+}
+
+/* The next tick at or after t at which something must happen. */
+static uint64_t next_event(gv_timer *t) {
+    uint64_t c = t->cur_tick, best = UINT64_MAX;
+    uint64_t b0 = t->occupied[0];
+    if (b0) {
+        unsigned r = (unsigned)(c & (TW_SLOTS - 1));
+        uint64_t rot = (b0 >> r) | (r ? b0 << (64 - r) : 0);
+        best = c + (uint64_t)__builtin_ctzll(rot);
+    }
+    if (t->occupied[1] || t->occupied[2] || t->occupied[3] || t->overflow) {
+        uint64_t boundary = (c | (TW_SLOTS - 1)) + 1;
+        if ((c & (TW_SLOTS - 1)) == 0)
+            boundary = c; /* a cascade is due at c itself */
+        if (boundary < best)
+            best = boundary;
+    }
+    return best;
+}
+
+/* Process every tick up to and including now_tick. */
+static void advance(gv_timer *t, uint64_t now_tick) {
+    for (;;) {
+        if (t->n == 0) {
+            t->cur_tick = now_tick + 1;
+            return;
+        }
+        uint64_t e = next_event(t);
+        if (e > now_tick) {
+            t->cur_tick = now_tick + 1;
+            return;
+        }
+        t->cur_tick = e;
+        uint64_t c = e;
+        if ((c & ((1ull << (TW_BITS * TW_LEVELS)) - 1)) == 0)
+            cascade_overflow(t);
+        for (int level = TW_LEVELS - 1; level >= 1; level--)
+            if ((c & ((1ull << (TW_BITS * level)) - 1)) == 0)
+                cascade(t, level, (int)((c >> (TW_BITS * level)) & (TW_SLOTS - 1)));
+        int s = (int)(c & (TW_SLOTS - 1));
+        while (t->wheel[0][s]) {
+            gv_tnode *n = t->wheel[0][s];
+            slot_unlink(t, n);
+            t->n--;
+            n->fire(n);
+        }
+        t->cur_tick = c + 1;
+    }
+}
+
+static void *timer_main(void *arg) {
+    gv_runtime *rt = arg;
+    gv_timer *t = &rt->timer;
+    gv_block_async_signals();
+    pthread_mutex_lock(&t->lock);
+    while (!t->stop) {
+        advance(t, gv_now_ns() >> TICK_SHIFT);
+        uint64_t e = t->n ? next_event(t) : UINT64_MAX;
+        t->sleep_until = e;
+        if (e == UINT64_MAX) {
+            pthread_cond_wait(&t->cond, &t->lock);
+        } else {
+            uint64_t ns = e << TICK_SHIFT;
+            struct timespec ts = {(time_t)(ns / 1000000000u), (long)(ns % 1000000000u)};
+            pthread_cond_timedwait(&t->cond, &t->lock, &ts);
+        }
+        t->sleep_until = 0;
+    }
+    pthread_mutex_unlock(&t->lock);
+    return NULL;
+}
+
+int gv_timer_start(gv_runtime *rt) {
+    gv_timer *t = &rt->timer;
+    pthread_condattr_t ca;
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_cond_init(&t->cond, &ca);
+    pthread_condattr_destroy(&ca);
+    pthread_mutex_init(&t->lock, NULL);
+    t->cur_tick = gv_now_ns() >> TICK_SHIFT;
+    if (pthread_create(&t->thread, NULL, timer_main, rt) != 0)
+        return -1;
+    t->started = 1;
+    return 0;
+}
+
+void gv_timer_stop(gv_runtime *rt) {
+    gv_timer *t = &rt->timer;
+    if (!t->started)
+        return;
+    pthread_mutex_lock(&t->lock);
+    t->stop = 1;
+    pthread_cond_signal(&t->cond);
+    pthread_mutex_unlock(&t->lock);
+    pthread_join(t->thread, NULL);
+    t->started = 0;
+}
+
+/* ---- the park timeout of a GVThread: one node embedded in its metadata ---- */
+
+static void park_timer_fire(gv_tnode *n) {
+    gv_gvt *g = (gv_gvt *)((char *)n - offsetof(gv_gvt, ptimer));
+    gv_wake_if(g, g->ptimer_seq);
+}
+
+void gv_park_timer_arm(gv_gvt *g, uint64_t when_ns) {
+    g->ptimer.fire = park_timer_fire;
+    g->ptimer_seq = g->park_seq;
+    gv_tnode_arm(g->rt, &g->ptimer, when_ns);
+}
+
+void gv_park_timer_cancel(gv_gvt *g) { gv_tnode_cancel(g->rt, &g->ptimer); }
