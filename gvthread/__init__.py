@@ -11,7 +11,10 @@ if _native.lib.gv_pymodule_init() != 0:  # registers gvthread._core
 
 from gvthread import _core  # noqa: E402
 from gvthread._core import (  # noqa: E402
+    CLOSED,
     Cancelled,
+    Channel,
+    ChannelClosed,
     Handle,
     RuntimeShutdownError,
     SchedError,
@@ -21,43 +24,40 @@ from gvthread._core import (  # noqa: E402
     is_in_gvthread,
     safepoint,
     sleep,
+    select,
     sleep_until,
     yield_now,
 )
 from gvthread._timeout import timeout  # noqa: E402
 from gvthread._runtime import Runtime, runtime, spawn  # noqa: E402
 from gvthread._types import GVThreadInfo, Priority, State, WaitKind  # noqa: E402
-from gvthread._blocking import set_blocking_pool_size, spawn_blocking  # noqa: E402
-from gvthread._cancel import CancellationToken  # noqa: E402
-from gvthread._scope import Scope, scope  # noqa: E402
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "CLOSED",
     "Cancelled",
+    "Channel",
+    "ChannelClosed",
+    "select",
     "current_handle",
     "safepoint",
     "sleep",
     "sleep_until",
     "timeout",
-    "CancellationToken",
     "GVThreadInfo",
     "Handle",
     "Priority",
     "Runtime",
     "RuntimeShutdownError",
     "SchedError",
-    "Scope",
     "SlotsExhausted",
     "State",
     "WaitKind",
     "current_id",
     "is_in_gvthread",
     "runtime",
-    "scope",
-    "set_blocking_pool_size",
     "spawn",
-    "spawn_blocking",
     "yield_now",
 ]
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import atexit
 import linecache
 import os
+import reprlib
 import threading
 from typing import Any, Callable, Optional
 
@@ -129,6 +130,24 @@ class Runtime:
         frames = self._core.stack(gvthread_id)
         frames.reverse()
         return [(fn, ln, func, linecache.getline(fn, ln).strip()) for fn, ln, func in frames]
+
+    def channels(self, preview: int = 10, preview_chars: int = 200) -> list[dict]:
+        """Every live channel (channels belong to no runtime: all are listed):
+        id, name, capacity, length, closed, a bounded preview of the queued
+        items (reprlib, at most `preview` items and `preview_chars` characters
+        each), and the ids of the GVThreads waiting to send and to receive
+        (`senders`, `receivers`: at most 64 each; `senders_waiting` and
+        `receivers_waiting` count them all).  Threads show as negative ids."""
+        self._check_open()
+        r = reprlib.Repr()
+        r.maxstring = r.maxother = preview_chars
+        r.maxlist = r.maxtuple = r.maxdict = r.maxset = 10
+        out = []
+        for info in _core.channels_info(preview):
+            items = info.pop("items")
+            info["preview"] = [r.repr(x)[:preview_chars] for x in items]
+            out.append(info)
+        return out
 
     def stats(self) -> dict:
         """Counters of the scheduler, in total and per worker."""

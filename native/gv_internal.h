@@ -226,6 +226,8 @@ struct gv_waiter {
     gv_gvt *g;                  /* NULL: an OS thread, blocked on futex */
     uint32_t park_seq;
     _Atomic uint32_t futex;     /* OS-thread waiter: 1 once woken */
+    _Atomic uint32_t *wake_word;/* the futex to set (a select's cases share one);
+                                   NULL: &futex */
     int queued;                 /* in a list */
     int granted;                /* set by the waker under the list's lock */
     int64_t who;                /* GVThread id, or -(OS thread ident) */

@@ -81,8 +81,9 @@ void gv_waiter_wake(gv_waiter *w) {
     if (w->g) {
         gv_wake_if(w->g, w->park_seq);
     } else {
-        atomic_store(&w->futex, 1);
-        gv_futex_wake(&w->futex, 1);
+        _Atomic uint32_t *word = w->wake_word ? w->wake_word : &w->futex;
+        atomic_store(word, 1);
+        gv_futex_wake(word, 1);
     }
 }
 
