@@ -202,7 +202,6 @@ struct gv_worker {
     /* 3.11 only (see pybridge.c, "Keeping the GIL"): this OS thread holds
      * the GIL with no tstate attached, between two Python GVThreads. */
     int holds_gil;
-    uint32_t gil_keeps;         /* switches since the GIL was last offered */
     void *idle_ts;              /* tstate used only to release the GIL */
     gv_worker_stats stats;
 #if GV_ASAN
@@ -239,6 +238,7 @@ struct gv_waiter {
 };
 typedef struct gv_wlist { gv_waiter *head, *tail; uint32_t n; } gv_wlist;
 void gv_wlist_push(gv_wlist *l, gv_waiter *w);
+void gv_wlist_push_front(gv_wlist *l, gv_waiter *w);
 void gv_wlist_remove(gv_wlist *l, gv_waiter *w);
 gv_waiter *gv_wlist_claim(gv_wlist *l);
 void gv_waiter_wake(gv_waiter *w);

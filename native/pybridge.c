@@ -233,12 +233,21 @@ static PyObject *handle_join(HandleObject *h, PyObject *args, PyObject *kw) {
         }
         gv_waiter w;
         gv_waiter_init(&w);
-        gv_spin_lock(&h->lock);
-        if (!atomic_load(&h->done)) {
+        uint64_t deadline = gv_deadline_of(timeout);
+        for (;;) {
+            gv_spin_lock(&h->lock);
+            if (atomic_load(&h->done)) {
+                gv_spin_unlock(&h->lock);
+                break;
+            }
+            w.granted = 0;
             gv_wlist_push(&h->waiters, &w);
-            int r = gv_block(&h->lock, &h->waiters, &w, timeout, GV_WAIT_JOIN, h->id);
+            int r = gv_block(&h->lock, &h->waiters, &w, gv_time_left(deadline), GV_WAIT_JOIN,
+                             h->id);
             if (r == GV_BLOCK_ERROR)
                 return NULL;
+            if (r == GV_BLOCK_GRANTED)
+                break;
             if (r == GV_BLOCK_TIMEOUT) {
                 /* PyUnicode_FromFormat has no %g (3.12 raises SystemError for it). */
                 PyObject *t = PyFloat_FromDouble(timeout);
@@ -249,8 +258,6 @@ static PyObject *handle_join(HandleObject *h, PyObject *args, PyObject *kw) {
                 }
                 return NULL;
             }
-        } else {
-            gv_spin_unlock(&h->lock);
         }
     }
     return handle_outcome(h);

@@ -41,9 +41,11 @@ static inline void check_detached(PyThreadState *ts) {
  * as a thread running greenlets does: w->holds_gil says the worker holds it
  * with no tstate attached, and the next GVThread attaches by a swap.  Other
  * threads still get the GIL through the eval loop's drop requests (every
- * switch interval); GVThreads that never reach the eval loop offer it every
- * GV_GIL_OFFER_EVERY switches.  An idle worker releases it through a tstate
- * of its own (PyEval_SaveThread needs one).  3.12 made PyThreadState_Swap
+ * switch interval).  (Offering the GIL every N switches was tried and made
+ * things worse: each release-and-retake bumps the GIL's switch counter, so a
+ * waiting thread never files its drop request and starves for up to a
+ * second.)  An idle worker releases it through a tstate of its own
+ * (PyEval_SaveThread needs one).  3.12 made PyThreadState_Swap
  * release and take the GIL, so 3.12+ keep the SaveThread/RestoreThread path.
  */
 #if PY_VERSION_HEX < 0x030C0000
@@ -51,7 +53,6 @@ static inline void check_detached(PyThreadState *ts) {
 #else
 #define GV_KEEP_GIL 0
 #endif
-#define GV_GIL_OFFER_EVERY 256
 
 /* On the GVThread's stack, tstate attached, GIL held: detach before a switch. */
 static inline void gv_py_switch_out(PyThreadState *ts) {
@@ -71,11 +72,6 @@ static inline void gv_py_switch_in(PyThreadState *ts) {
     if (w->holds_gil) {
         w->holds_gil = 0;
         PyThreadState_Swap(ts);
-        if (++w->gil_keeps >= GV_GIL_OFFER_EVERY) {
-            w->gil_keeps = 0;
-            PyEval_SaveThread();   /* hands the GIL over if a thread asked */
-            PyEval_RestoreThread(ts);
-        }
         return;
     }
 #endif
@@ -87,6 +83,19 @@ static inline void gv_py_switch_in(PyThreadState *ts) {
 #define GV_BLOCK_GRANTED 1
 #define GV_BLOCK_TIMEOUT 0
 #define GV_BLOCK_ERROR (-1)
+/* An OS thread ran Python signal handlers while off the list: whatever it
+ * waited for may have happened meanwhile; the caller checks again. */
+#define GV_BLOCK_RETRY 2
+/* timeout in seconds (-1 forever) -> deadline in ns (0 forever), and back. */
+static inline uint64_t gv_deadline_of(double timeout) {
+    return timeout < 0 ? 0 : gv_now_ns() + (uint64_t)(timeout * 1e9) + 1;
+}
+static inline double gv_time_left(uint64_t deadline) {
+    if (!deadline)
+        return -1.0;
+    uint64_t now = gv_now_ns();
+    return now >= deadline ? 0.0 : (double)(deadline - now) / 1e9;
+}
 void gv_waiter_init(gv_waiter *w);
 int gv_block(gv_spin *lock, gv_wlist *list, gv_waiter *w, double timeout, int kind,
              uint64_t obj);

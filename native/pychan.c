@@ -185,20 +185,25 @@ static PyObject *ch_send(ChannelObject *ch, PyObject *args, PyObject *kw) {
     if (!PyArg_ParseTupleAndKeywords(args, kw, "O|O:send", kwlist, &item, &tobj) ||
         gv_parse_timeout(tobj, &timeout) < 0)
         return NULL;
-    gv_spin_lock(&ch->lock);
-    if (ch->closed) {
-        gv_spin_unlock(&ch->lock);
-        return raise_closed("send on a closed channel");
-    }
-    if (try_send_locked(ch, item)) {
-        gv_spin_unlock(&ch->lock);
-        Py_RETURN_NONE;
-    }
+    uint64_t deadline = gv_deadline_of(timeout);
     gv_waiter w;
-    gv_waiter_init(&w);
-    w.data = item;
-    gv_wlist_push(&ch->sendq, &w);
-    int r = gv_block(&ch->lock, &ch->sendq, &w, timeout, GV_WAIT_CHANNEL_SEND, ch->id);
+    int r;
+    do {
+        gv_spin_lock(&ch->lock);
+        if (ch->closed) {
+            gv_spin_unlock(&ch->lock);
+            return raise_closed("send on a closed channel");
+        }
+        if (try_send_locked(ch, item)) {
+            gv_spin_unlock(&ch->lock);
+            Py_RETURN_NONE;
+        }
+        gv_waiter_init(&w);
+        w.data = item;
+        gv_wlist_push(&ch->sendq, &w);
+        r = gv_block(&ch->lock, &ch->sendq, &w, gv_time_left(deadline), GV_WAIT_CHANNEL_SEND,
+                     ch->id);
+    } while (r == GV_BLOCK_RETRY);
     if (r == GV_BLOCK_ERROR)
         return NULL;
     if (r == GV_BLOCK_TIMEOUT)
@@ -209,22 +214,27 @@ static PyObject *ch_send(ChannelObject *ch, PyObject *args, PyObject *kw) {
 }
 
 static PyObject *ch_recv_impl(ChannelObject *ch, double timeout, int stop_iteration) {
-    gv_spin_lock(&ch->lock);
-    PyObject *o = try_recv_locked(ch);
-    if (o) {
-        gv_spin_unlock(&ch->lock);
-        return o;
-    }
-    if (ch->closed) {
-        gv_spin_unlock(&ch->lock);
-        if (stop_iteration)
-            return NULL; /* StopIteration, implicitly */
-        return raise_closed("channel closed");
-    }
+    uint64_t deadline = gv_deadline_of(timeout);
     gv_waiter w;
-    gv_waiter_init(&w);
-    gv_wlist_push(&ch->recvq, &w);
-    int r = gv_block(&ch->lock, &ch->recvq, &w, timeout, GV_WAIT_CHANNEL_RECV, ch->id);
+    int r;
+    do {
+        gv_spin_lock(&ch->lock);
+        PyObject *o = try_recv_locked(ch);
+        if (o) {
+            gv_spin_unlock(&ch->lock);
+            return o;
+        }
+        if (ch->closed) {
+            gv_spin_unlock(&ch->lock);
+            if (stop_iteration)
+                return NULL; /* StopIteration, implicitly */
+            return raise_closed("channel closed");
+        }
+        gv_waiter_init(&w);
+        gv_wlist_push(&ch->recvq, &w);
+        r = gv_block(&ch->lock, &ch->recvq, &w, gv_time_left(deadline), GV_WAIT_CHANNEL_RECV,
+                     ch->id);
+    } while (r == GV_BLOCK_RETRY);
     if (r == GV_BLOCK_ERROR)
         return NULL;
     if (r == GV_BLOCK_TIMEOUT)

@@ -33,7 +33,9 @@ int gv_parse_timeout(PyObject *o, double *out) {
         PyErr_SetString(PyExc_ValueError, "timeout must be a number, not NaN");
         return -1;
     }
-    *out = t < 0 ? 0.0 : t;
+    /* Longer than ~31 years is forever: the deadline arithmetic in ns would
+     * overflow (and inf would be undefined behaviour). */
+    *out = t < 0 ? 0.0 : (t > 1e9 ? -1.0 : t);
     return 0;
 }
 
@@ -152,12 +154,8 @@ static int block_thread(gv_spin *lock, gv_wlist *list, gv_waiter *w, double time
         }
         if (PyErr_CheckSignals() < 0)
             return GV_BLOCK_ERROR;
-        if (lock) {
-            gv_spin_lock(lock);
-            if (list)
-                gv_wlist_push(list, w);
-            gv_spin_unlock(lock);
-        }
+        if (lock)
+            return GV_BLOCK_RETRY; /* a grant may have gone elsewhere meanwhile */
     }
     int granted = 0;
     if (lock) {
@@ -185,8 +183,9 @@ static PyObject *pw_sleep_until_ns(uint64_t deadline) {
         uint64_t now = gv_now_ns();
         gv_waiter w;
         gv_waiter_init(&w);
-        int r = block_gvthread(NULL, NULL, &w, now >= deadline ? 0.0 : (double)(deadline - now) / 1e9,
-                               GV_WAIT_SLEEP, 0);
+        double left = deadline == UINT64_MAX ? -1.0
+                      : now >= deadline ? 0.0 : (double)(deadline - now) / 1e9;
+        int r = block_gvthread(NULL, NULL, &w, left, GV_WAIT_SLEEP, 0);
         if (r == GV_BLOCK_ERROR)
             return NULL;
         Py_RETURN_NONE;
@@ -209,10 +208,17 @@ static PyObject *pw_sleep_until_ns(uint64_t deadline) {
 static PyObject *pw_sleep(PyObject *m, PyObject *arg) {
     (void)m;
     double s;
+    if (arg == Py_None) {
+        PyErr_SetString(PyExc_TypeError, "sleep() needs a number of seconds");
+        return NULL;
+    }
     if (gv_parse_timeout(arg, &s) < 0)
         return NULL;
-    if (s < 0) {
-        PyErr_SetString(PyExc_ValueError, "sleep length must be a number");
+    if (s < 0) { /* forever */
+        gv_gvt *g = gv_current();
+        if (g)
+            return pw_sleep_until_ns(UINT64_MAX);
+        PyErr_SetString(PyExc_OverflowError, "sleep length is too large");
         return NULL;
     }
     gv_gvt *g = gv_current();
@@ -402,7 +408,8 @@ static PyObject *wq_wait(WaitQueueObject *q, PyObject *args, PyObject *kw) {
     int r = gv_block(&q->lock, &q->waiters, &w, timeout, q->kind, q->obj_id);
     if (r == GV_BLOCK_ERROR)
         return NULL;
-    return PyBool_FromLong(r == GV_BLOCK_GRANTED);
+    /* RETRY is a spurious wakeup, which callers of wait() must allow anyway. */
+    return PyBool_FromLong(r != GV_BLOCK_TIMEOUT);
 }
 
 static long wq_notify_n(WaitQueueObject *q, long n) {
@@ -547,6 +554,13 @@ static PyObject *sema_acquire(SemaObject *s, PyObject *args, PyObject *kw) {
     if (!PyArg_ParseTupleAndKeywords(args, kw, "|O:acquire", kwlist, &tobj) ||
         gv_parse_timeout(tobj, &timeout) < 0)
         return NULL;
+    gv_spin_lock(&s->lock);
+    if (s->value > 0) { /* the uncontended path: no waiter set up */
+        s->value--;
+        gv_spin_unlock(&s->lock);
+        Py_RETURN_TRUE;
+    }
+    gv_spin_unlock(&s->lock);
     uint64_t deadline = timeout < 0 ? 0 : gv_now_ns() + (uint64_t)(timeout * 1e9);
     gv_waiter w;
     gv_waiter_init(&w);
@@ -562,18 +576,24 @@ static PyObject *sema_acquire(SemaObject *s, PyObject *args, PyObject *kw) {
             uint64_t now = gv_now_ns();
             left = now >= deadline ? 0.0 : (double)(deadline - now) / 1e9;
         }
-        /* since_ns stays from the first attempt: starvation accumulates. */
+        /* since_ns stays from the first attempt: starvation accumulates,
+         * and a waiter that was woken and lost to a barger goes back to the
+         * head of the line, as in Go's sync.Mutex. */
+        int again = w.granted;
         w.granted = 0;
         w.flags = 0;
-        gv_wlist_push(&s->waiters, &w);
+        if (again)
+            gv_wlist_push_front(&s->waiters, &w);
+        else
+            gv_wlist_push(&s->waiters, &w);
         int r = gv_block(&s->lock, &s->waiters, &w, left, s->kind, s->obj_id);
         if (r == GV_BLOCK_ERROR)
             return NULL;
         if (r == GV_BLOCK_TIMEOUT)
             Py_RETURN_FALSE;
-        if (w.flags & SEMA_HANDOFF)
+        if (r == GV_BLOCK_GRANTED && (w.flags & SEMA_HANDOFF))
             Py_RETURN_TRUE; /* the permit was handed to us */
-        /* woken to retry: loop */
+        /* woken to retry (or a signal handler ran): loop */
     }
 }
 
@@ -595,8 +615,8 @@ static PyObject *sema_release(SemaObject *s, PyObject *args) {
         PyErr_SetString(PyExc_ValueError, "release(n) needs n >= 1");
         return NULL;
     }
-    uint64_t now = gv_now_ns();
     gv_spin_lock(&s->lock);
+    uint64_t now = gv_now_ns(); /* under the lock: no waiter is newer than now */
     for (long i = 0; i < n; i++) {
         gv_waiter *head = s->waiters.head;
         if (head && now - head->since_ns >= s->fair_ns) {

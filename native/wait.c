@@ -38,6 +38,18 @@ void gv_wlist_push(gv_wlist *l, gv_waiter *w) {
     w->queued = 1;
 }
 
+void gv_wlist_push_front(gv_wlist *l, gv_waiter *w) {
+    w->prev = NULL;
+    w->next = l->head;
+    if (l->head)
+        l->head->prev = w;
+    else
+        l->tail = w;
+    l->head = w;
+    l->n++;
+    w->queued = 1;
+}
+
 void gv_wlist_remove(gv_wlist *l, gv_waiter *w) {
     if (!w->queued)
         return;
