@@ -31,6 +31,22 @@ from gvthread._core import (  # noqa: E402
 from gvthread._timeout import timeout  # noqa: E402
 from gvthread._runtime import Runtime, runtime, spawn  # noqa: E402
 from gvthread._types import GVThreadInfo, Priority, State, WaitKind  # noqa: E402
+from gvthread._sync import (  # noqa: E402
+    Barrier,
+    BoundedSemaphore,
+    BrokenBarrierError,
+    Condvar,
+    Event,
+    Lazy,
+    Mutex,
+    Once,
+    RwLock,
+    Semaphore,
+    WaitGroup,
+)
+from gvthread._blocking import set_blocking_pool_size, spawn_blocking  # noqa: E402
+from gvthread._cancel import CancellationToken  # noqa: E402
+from gvthread._scope import Scope, scope  # noqa: E402
 
 __version__ = "0.1.0"
 
@@ -45,19 +61,35 @@ __all__ = [
     "sleep",
     "sleep_until",
     "timeout",
+    "Barrier",
+    "BoundedSemaphore",
+    "BrokenBarrierError",
+    "CancellationToken",
+    "Condvar",
+    "Event",
     "GVThreadInfo",
     "Handle",
+    "Lazy",
+    "Mutex",
+    "Once",
     "Priority",
     "Runtime",
     "RuntimeShutdownError",
+    "RwLock",
     "SchedError",
+    "Scope",
+    "Semaphore",
     "SlotsExhausted",
     "State",
+    "WaitGroup",
     "WaitKind",
     "current_id",
     "is_in_gvthread",
     "runtime",
+    "scope",
+    "set_blocking_pool_size",
     "spawn",
+    "spawn_blocking",
     "yield_now",
 ]
 
