@@ -29,6 +29,7 @@ from gvthread._core import (  # noqa: E402
     yield_now,
 )
 from gvthread._timeout import timeout  # noqa: E402
+from gvthread._compile import compile  # noqa: E402,A001 - gvthread.compile, on purpose
 from gvthread._runtime import Runtime, runtime, spawn  # noqa: E402
 from gvthread._types import GVThreadInfo, Priority, State, WaitKind  # noqa: E402
 from gvthread._sync import (  # noqa: E402
@@ -51,6 +52,7 @@ from gvthread._scope import Scope, scope  # noqa: E402
 __version__ = "0.1.0"
 
 __all__ = [
+    "compile",
     "CLOSED",
     "Cancelled",
     "Channel",

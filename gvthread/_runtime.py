@@ -36,7 +36,8 @@ class Runtime:
     """
 
     def __init__(self, workers: Optional[int] = None, stack_size: int = 256 * 1024,
-                 max_gvthreads: int = 1_000_000):
+                 max_gvthreads: int = 1_000_000, time_slice: Optional[float] = 0.010,
+                 grace_period: float = 0.010):
         if workers is None:
             workers = os.cpu_count() or 1
         if not isinstance(workers, int) or isinstance(workers, bool) or not (
@@ -51,8 +52,15 @@ class Runtime:
         if not isinstance(max_gvthreads, int) or isinstance(max_gvthreads, bool) or not (
                 1 <= max_gvthreads <= 2**32 - 1):
             raise ValueError(f"max_gvthreads must be an int in 1..2**32-1, not {max_gvthreads!r}")
+        if time_slice is not None and not (isinstance(time_slice, (int, float))
+                                           and 0 < time_slice <= 3600):
+            raise ValueError(f"time_slice must be None or seconds in (0, 3600], not {time_slice!r}")
+        if not (isinstance(grace_period, (int, float)) and 0 <= grace_period <= 3600):
+            raise ValueError(f"grace_period must be seconds in [0, 3600], not {grace_period!r}")
         cfg = ffi.new("gv_config *", {"workers": workers, "stack_size": stack_size,
-                                      "max_gvthreads": max_gvthreads})
+                                      "max_gvthreads": max_gvthreads,
+                                      "time_slice": time_slice or 0.0,
+                                      "grace_period": grace_period})
         err = ffi.new("int *")
         rt = lib.gv_runtime_new(cfg, err)
         if rt == ffi.NULL:
@@ -67,6 +75,8 @@ class Runtime:
         self.workers = workers
         self.stack_size = stack_size
         self.max_gvthreads = max_gvthreads
+        self.time_slice = time_slice
+        self.grace_period = grace_period
         with _open_lock:
             _open.add(self)
 
@@ -117,9 +127,10 @@ class Runtime:
         self._check_open()
         out = []
         for (gid, name, state, prio, worker, created, started, switches,
-             wait_kind, wait_obj) in self._core.snapshot():
+             wait_kind, wait_obj, cpu, preemptions) in self._core.snapshot():
             out.append(GVThreadInfo(gid, name, state, prio, worker, created, started, switches,
-                                    WaitKind(wait_kind), wait_obj if wait_kind else None))
+                                    WaitKind(wait_kind), wait_obj if wait_kind else None,
+                                    cpu, preemptions))
         return out
 
     def stack(self, gvthread_id: int) -> list[tuple[str, int, str, str]]:
@@ -155,7 +166,9 @@ class Runtime:
         rs = ffi.new("gv_runtime_stats *")
         lib.gv_runtime_stats_get(self._rt, rs)
         ws = ffi.new("gv_worker_stats *")
-        fields = ("switches", "yields", "migrations", "steals", "parks", "blocks")
+        fields = ("switches", "yields", "migrations", "steals", "parks", "blocks",
+                  "preempt_requests", "priority_preempts", "coop_preemptions",
+                  "forced_preemptions", "handoffs", "overruns")
         per = []
         for i in range(self.workers):
             lib.gv_worker_stats_get(self._rt, i, ws)

@@ -60,6 +60,8 @@ class GVThreadInfo(NamedTuple):
     switches: int
     wait_kind: WaitKind = WaitKind.NONE
     wait_obj: Optional[int] = None
+    cpu_time: float = 0.0       # seconds spent switched in
+    preemptions: int = 0        # times it yielded because its slice ran out
 
 
 def coerce_priority(value) -> int:

@@ -20,6 +20,8 @@ typedef struct gv_config {
     int workers;              /* worker OS threads, 1..GV_MAX_WORKERS */
     size_t stack_size;        /* bytes per slot, page multiple, >= GV_MIN_STACK */
     uint32_t max_gvthreads;   /* slots reserved up front */
+    double time_slice;        /* seconds a GVThread runs before it is asked to yield; 0: never */
+    double grace_period;      /* seconds after the ask before the runtime forces the issue */
 } gv_config;
 
 typedef struct gv_worker_stats {
@@ -29,6 +31,12 @@ typedef struct gv_worker_stats {
     uint64_t steals;          /* GVThreads taken from another worker's queue */
     uint64_t parks;           /* times this worker went idle on its futex */
     uint64_t blocks;          /* GVThreads that parked (join, ...) */
+    uint64_t preempt_requests;/* slices that ran out: the preempt flag was set */
+    uint64_t priority_preempts; /* flags set because a higher priority became runnable */
+    uint64_t coop_preemptions;/* GVThreads that yielded at a safepoint because flagged */
+    uint64_t forced_preemptions; /* forced off the worker (issue 4: native, SIGURG) */
+    uint64_t handoffs;        /* run queue handed to a spare thread (stuck worker) */
+    uint64_t overruns;        /* flagged, and no safepoint within the grace period */
 } gv_worker_stats;
 
 typedef struct gv_runtime_stats {

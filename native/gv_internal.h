@@ -55,6 +55,17 @@ int gv_futex_wait(atomic_uint *word, unsigned expected, int64_t timeout_ns);
 void gv_futex_wake(atomic_uint *word, int n);
 uint64_t gv_now_ns(void); /* CLOCK_MONOTONIC */
 uint64_t gv_coarse_ns(void); /* CLOCK_MONOTONIC_COARSE: a few ms resolution, cheap */
+/* Cycle counter for per-switch accounting (invariant TSC on x86_64; the
+ * monotonic clock elsewhere); gv_ticks_per_ns is calibrated once. */
+static inline uint64_t gv_ticks(void) {
+#if defined(__x86_64__)
+    return __builtin_ia32_rdtsc();
+#else
+    return gv_now_ns();
+#endif
+}
+extern double gv_ticks_per_ns;
+void gv_ticks_calibrate(void);
 
 /* ---- GVThread states.  Written by the owner of the transition (below),
  * read racily by inspection, which tolerates a stale value. ---- */
@@ -71,7 +82,7 @@ enum gv_state {
 #define GV_NO_SLOT 0xffffffffu
 
 /* What the worker does after a GVThread switches back to it. */
-enum gv_after { GV_AFTER_NONE, GV_AFTER_YIELD, GV_AFTER_PARK, GV_AFTER_EXIT };
+enum gv_after { GV_AFTER_NONE, GV_AFTER_YIELD, GV_AFTER_PREEMPT, GV_AFTER_PARK, GV_AFTER_EXIT };
 
 /* What a BLOCKED GVThread waits on; values match gvthread.WaitKind. */
 enum gv_wait_kind {
@@ -123,6 +134,10 @@ struct gv_gvt {
                                    park's value): one waker wins a park */
     uint32_t pad1;
     _Atomic uint32_t intr;      /* GV_INT_* pending; set by gv_interrupt */
+    _Atomic uint32_t preempt;   /* set by the monitor or a higher-priority wakeup;
+                                   cleared at switch-in; read at safepoints */
+    uint32_t preemptions;       /* times it yielded because flagged */
+    uint64_t cpu_ticks;         /* TSC ticks spent switched in */
     uint32_t ptimer_seq;        /* park the park timer belongs to */
     gv_tnode ptimer;            /* the park timeout (timer.c) */
     void *tstate;               /* PyThreadState*, NULL when not alive in Python */
@@ -204,6 +219,17 @@ struct gv_worker {
     int holds_gil;
     void *idle_ts;              /* tstate used only to release the GIL */
     gv_worker_stats stats;
+    /* Preemption monitor (timer.c).  The worker writes slice_start (TSC at
+     * switch-in, 0 when not running a GVThread) and activity (bumped at
+     * every switch-in and safepoint); the monitor reads both racily, and a
+     * stale value only delays a flag by one monitor period. */
+    _Atomic uint64_t slice_start;
+    _Atomic uint64_t activity;
+    uint64_t mon_flag_tsc;      /* monitor-private: when it set the flag */
+    uint64_t mon_flag_act;      /* monitor-private: activity at that moment */
+    gv_gvt *mon_flag_g;         /* monitor-private: whom it flagged */
+    uint64_t mon_slice;         /* monitor-private: slice_start of the flagged slice */
+    int mon_overrun;            /* monitor-private: overrun already counted */
 #if GV_ASAN
     const void *asan_stack_lo;
     size_t asan_stack_size;
@@ -252,6 +278,7 @@ typedef struct gv_timer {
     gv_tnode *overflow;         /* farther than level 3 reaches */
     uint64_t cur_tick;          /* ticks before this one are processed */
     uint64_t sleep_until;       /* tick the thread sleeps until; 0 when awake */
+    _Atomic int monitor_asleep; /* no worker was running: a switch-in kicks it */
     size_t n;                   /* armed nodes */
     int stop;
     int started;
@@ -280,6 +307,9 @@ struct gv_runtime {
     void *interp;               /* PyInterpreterState* of the creator */
     void *pycore;               /* borrowed: the gvthread._core.Core object */
     int py_recursion_units;     /* per-GVThread recursion bound, see pybridge.c */
+    uint64_t slice_ticks;       /* time_slice in gv_ticks; 0: no preemption */
+    uint64_t grace_ticks;
+    uint64_t monitor_ns;        /* how often the monitor looks while workers run */
 };
 
 /* ---- scheduler API used by pybridge.c ---- */
@@ -292,6 +322,10 @@ int gv_spawn_prepare(gv_runtime *rt, int prio, void *task, gv_gvt **out);
 void gv_spawn_start(gv_gvt *g);
 void gv_ready(gv_gvt *g);
 void gv_yield(void);
+void gv_preempt_yield(void);
+void gv_safepoint_tick(void);  /* a safepoint was reached: the monitor sees progress */
+void gv_monitor(gv_runtime *rt); /* timer.c: the preemption monitor */
+void gv_monitor_kick(gv_runtime *rt);
 /* Park the current GVThread.  unlock(arg) runs on the worker after the switch
  * out, so a waker holding the same lock cannot see a half-parked GVThread. */
 void gv_park(void (*unlock)(void *), void *arg);

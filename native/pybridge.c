@@ -668,14 +668,15 @@ static PyObject *core_snapshot(CoreObject *self, PyObject *unused) {
         uint32_t state = atomic_load_explicit(&g->state, memory_order_relaxed);
         PyObject *name = handle_get_name((HandleObject *)g->task, NULL);
         PyObject *t = name ? Py_BuildValue(
-            "(KNNNNdNKiK)", (unsigned long long)g->id, name,
+            "(KNNNNdNKiKdI)", (unsigned long long)g->id, name,
             enum_member(state_enum_members, (long)state),
             enum_member(prio_enum_members, g->prio),
             g->last_worker < 0 ? Py_NewRef(Py_None) : PyLong_FromLong(g->last_worker),
             (double)g->created_ns / 1e9,
             g->started_ns ? PyFloat_FromDouble((double)g->started_ns / 1e9) : Py_NewRef(Py_None),
             (unsigned long long)g->switches, (int)g->wait_kind,
-            (unsigned long long)g->wait_obj) : NULL;
+            (unsigned long long)g->wait_obj, (double)g->cpu_ticks / gv_ticks_per_ns / 1e9,
+            (unsigned int)g->preemptions) : NULL;
         if (!t || PyList_Append(list, t) < 0) {
             Py_XDECREF(t);
             Py_CLEAR(list);

@@ -246,14 +246,54 @@ static PyObject *pw_sleep_until(PyObject *m, PyObject *arg) {
     return pw_sleep_until_ns(d <= 0 ? 0 : (uint64_t)(d * 1e9));
 }
 
+/* safepoint(): tell the monitor we are making progress, deliver a pending
+ * interrupt, and yield if the slice ran out (or a higher priority waits). */
 static PyObject *pw_safepoint(PyObject *m, PyObject *unused) {
     (void)m;
     (void)unused;
     gv_gvt *g = gv_current();
-    if (g && atomic_load_explicit(&g->intr, memory_order_relaxed) && gv_deliver_interrupt(g) < 0)
+    if (!g)
+        Py_RETURN_NONE;
+    gv_safepoint_tick();
+    if (atomic_load_explicit(&g->intr, memory_order_relaxed) && gv_deliver_interrupt(g) < 0)
         return NULL;
+    if (atomic_load_explicit(&g->preempt, memory_order_relaxed)) {
+        atomic_store_explicit(&g->preempt, 0, memory_order_relaxed);
+        PyThreadState *ts = PyThreadState_Get();
+        gv_py_switch_out(ts);
+        gv_preempt_yield();
+        gv_py_switch_in(ts);
+    }
     Py_RETURN_NONE;
 }
+
+/* The flag that code built by gvthread.compile tests at loop back-edges and
+ * function entries: `if __gvpreempt__: __gvsafepoint__()`.  Its truth is read
+ * in C (nb_bool), so the test costs a cached builtin load and one call, and
+ * nothing is allocated. */
+static int pflag_bool(PyObject *self) {
+    (void)self;
+    gv_gvt *g = gv_current();
+    return g && (atomic_load_explicit(&g->preempt, memory_order_relaxed) |
+                 atomic_load_explicit(&g->intr, memory_order_relaxed));
+}
+
+static PyNumberMethods pflag_as_number = {.nb_bool = pflag_bool};
+
+static PyObject *pflag_repr(PyObject *self) {
+    (void)self;
+    return PyUnicode_FromString("<gvthread preempt flag>");
+}
+
+static PyTypeObject PreemptFlagType = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "gvthread._core.PreemptFlag",
+    .tp_basicsize = sizeof(PyObject),
+    .tp_flags = Py_TPFLAGS_DEFAULT,
+    .tp_doc = "True when the calling GVThread should reach a safepoint.",
+    .tp_as_number = &pflag_as_number,
+    .tp_repr = pflag_repr,
+};
 
 static PyObject *pw_current_handle(PyObject *m, PyObject *unused) {
     (void)m;
@@ -699,8 +739,13 @@ static PyMethodDef pw_functions[] = {
 
 int gv_pywait_register(PyObject *m) {
     if (PyType_Ready(&WaitQueueType) < 0 || PyType_Ready(&SemaType) < 0 ||
-        PyType_Ready(&DeadlineType) < 0)
+        PyType_Ready(&DeadlineType) < 0 || PyType_Ready(&PreemptFlagType) < 0)
         return -1;
+    PyObject *flag = PyType_GenericAlloc(&PreemptFlagType, 0);
+    if (!flag || PyModule_AddObject(m, "preempt_flag", flag) < 0) {
+        Py_XDECREF(flag);
+        return -1;
+    }
     gv_Cancelled = PyErr_NewExceptionWithDoc(
         "gvthread.Cancelled",
         "Raised in a cancelled GVThread at its next blocking point or safepoint.",

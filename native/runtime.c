@@ -50,6 +50,15 @@ gv_runtime *gv_runtime_new(const gv_config *cfg, int *err) {
     memset(rt->workers, 0, sizeof(gv_worker) * (size_t)cfg->workers);
     atomic_store(&rt->py_owner, -1);
     atomic_store(&rt->next_id, 1);
+    gv_ticks_calibrate();
+    if (cfg->time_slice > 0) {
+        rt->slice_ticks = (uint64_t)(cfg->time_slice * 1e9 * gv_ticks_per_ns);
+        rt->grace_ticks = (uint64_t)((cfg->grace_period > 0 ? cfg->grace_period : 0) * 1e9 *
+                                     gv_ticks_per_ns);
+        /* Look 4 times a slice, at most every 2 ms, at least every 0.5 ms. */
+        double m = cfg->time_slice / 4;
+        rt->monitor_ns = (uint64_t)((m > 0.002 ? 0.002 : m < 0.0005 ? 0.0005 : m) * 1e9);
+    }
     if (gv_timer_start(rt) != 0) {
         *err = GV_E_THREAD;
         gv_runtime_free(rt);

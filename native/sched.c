@@ -154,6 +154,21 @@ static void notify(gv_runtime *rt) {
     }
 }
 
+/* Priority preemption: if the worker running Python runs something of lower
+ * priority than g, flag it now rather than at the end of its slice.  Racy
+ * reads: a stale cur at worst flags a GVThread that has just switched out,
+ * which then yields once at its next safepoint. */
+static void preempt_for(gv_runtime *rt, gv_gvt *g) {
+    int owner = atomic_load_explicit(&rt->py_owner, memory_order_relaxed);
+    if (owner < 0 || !rt->slice_ticks)
+        return;
+    gv_worker *w = &rt->workers[owner];
+    gv_gvt *cur = __atomic_load_n(&w->cur, __ATOMIC_RELAXED);
+    if (cur && cur != g && g->prio < cur->prio &&
+        !atomic_exchange_explicit(&cur->preempt, 1, memory_order_relaxed))
+        __atomic_fetch_add(&w->stats.priority_preempts, 1, __ATOMIC_RELAXED);
+}
+
 void gv_ready(gv_gvt *g) {
     gv_runtime *rt = g->rt;
     uint32_t st = atomic_load_explicit(&g->state, memory_order_relaxed);
@@ -162,8 +177,24 @@ void gv_ready(gv_gvt *g) {
     GV_CHECK(st == GV_CREATED || st == GV_BLOCKED, "bad GVThread state: made runnable twice");
     atomic_store_explicit(&g->state, GV_READY, memory_order_relaxed);
     gv_worker *w = cur_worker();
-    rq_push(rt, (w && w->rt == rt) ? &w->local : &rt->global, g);
+    gv_runq *q = &rt->global;
+    if (w && w->rt == rt) {
+        q = &w->local;
+    } else {
+        /* From another thread (timer, an OS-thread notifier): straight to the
+         * tail of the Python worker's own queue, so that a GVThread that
+         * keeps yielding or being preempted cannot keep it waiting: the
+         * global queue is only looked at every 61 picks when the local one
+         * has work.  If the owner lets the token go meanwhile, it (or the
+         * next owner, by stealing) still finds it: see "Sleeping". */
+        int owner = atomic_load_explicit(&rt->py_owner, memory_order_relaxed);
+        if (owner >= 0)
+            q = &rt->workers[owner].local;
+    }
+    rq_push(rt, q, g);
     notify(rt);
+    if (g->prio < GV_NPRIO - 1)
+        preempt_for(rt, g);
 }
 
 int gv_wake_if(gv_gvt *g, uint32_t seq) {
@@ -313,7 +344,8 @@ static void bind_stack(gv_runtime *rt, gv_gvt *g) {
 static void run_one(gv_worker *w, gv_gvt *g) {
     gv_runtime *rt = w->rt;
     /* Only a run queue hands out GVThreads, and only READY ones are queued. */
-    GV_CHECK(atomic_load_explicit(&g->state, memory_order_relaxed) == GV_READY,
+    uint32_t st0 = atomic_load_explicit(&g->state, memory_order_relaxed);
+    GV_CHECK(st0 == GV_READY || st0 == GV_PREEMPTED,
              "bad GVThread state: picked from a run queue but not READY");
     if (g->slot == GV_NO_SLOT)
         bind_stack(rt, g);
@@ -326,9 +358,18 @@ static void run_one(gv_worker *w, gv_gvt *g) {
     g->after = GV_AFTER_NONE;
     g->switches++;
     w->stats.switches++;
-    w->cur = g;
+    atomic_store_explicit(&g->preempt, 0, memory_order_relaxed); /* a fresh slice */
+    __atomic_store_n(&w->cur, g, __ATOMIC_RELAXED);
     if (g->tstate)
         gv_gilstate_switch_in(g->tstate);
+    uint64_t t0 = gv_ticks();
+    atomic_store_explicit(&w->slice_start, t0, memory_order_relaxed);
+    /* Only this worker writes activity: a plain increment, no locked RMW. */
+    atomic_store_explicit(&w->activity,
+                          atomic_load_explicit(&w->activity, memory_order_relaxed) + 1,
+                          memory_order_relaxed);
+    if (atomic_load_explicit(&rt->timer.monitor_asleep, memory_order_relaxed))
+        gv_monitor_kick(rt);
 #if GV_ASAN
     void *fake = NULL;
     __sanitizer_start_switch_fiber(&fake, g->stack_lo, g->stack_size);
@@ -337,17 +378,32 @@ static void run_one(gv_worker *w, gv_gvt *g) {
 #if GV_ASAN
     __sanitizer_finish_switch_fiber(fake, NULL, NULL);
 #endif
-    w->cur = NULL;
+    atomic_store_explicit(&w->slice_start, 0, memory_order_relaxed);
+    g->cpu_ticks += gv_ticks() - t0;
+    __atomic_store_n(&w->cur, NULL, __ATOMIC_RELAXED);
     if (!rt->slots.guard)
         GV_CHECK(*(uint64_t *)(gv_slot_base(&rt->slots, g->slot) + GV_PAGE) == GV_CANARY,
                  "GVThread stack overflow (canary overwritten)");
     switch (g->after) {
     case GV_AFTER_YIELD:
+    case GV_AFTER_PREEMPT:
         if (g->tstate)
             gv_gilstate_switch_out(g->tstate);
-        w->stats.yields++;
-        atomic_store_explicit(&g->state, GV_READY, memory_order_relaxed);
-        rq_push(rt, &w->local, g);
+        if (g->after == GV_AFTER_PREEMPT) {
+            w->stats.coop_preemptions++;
+            g->preemptions++;
+            atomic_store_explicit(&g->state, GV_PREEMPTED, memory_order_relaxed);
+        } else {
+            w->stats.yields++;
+            atomic_store_explicit(&g->state, GV_READY, memory_order_relaxed);
+        }
+        /* Behind whatever waits in the global queue at its level or above:
+         * the local queue is preferred at equal priority, so requeueing
+         * locally would let a yielding GVThread starve the global one. */
+        rq_push(rt,
+                (atomic_load_explicit(&rt->global.bitmap, memory_order_relaxed) &
+                 ((2u << g->prio) - 1)) ? &rt->global : &w->local,
+                g);
         break;
     case GV_AFTER_PARK: {
         if (g->tstate)
@@ -432,6 +488,21 @@ void gv_yield(void) {
     gv_gvt *g = w->cur;
     g->after = GV_AFTER_YIELD;
     switch_to_worker(w, g);
+}
+
+/* At a safepoint of a flagged GVThread: back to a run queue as PREEMPTED. */
+void gv_preempt_yield(void) {
+    gv_worker *w = cur_worker();
+    gv_gvt *g = w->cur;
+    g->after = GV_AFTER_PREEMPT;
+    switch_to_worker(w, g);
+}
+
+void gv_safepoint_tick(void) {
+    gv_worker *w = gv_tls_worker;
+    atomic_store_explicit(&w->activity,
+                          atomic_load_explicit(&w->activity, memory_order_relaxed) + 1,
+                          memory_order_relaxed);
 }
 
 void gv_park(void (*unlock)(void *), void *arg) {

@@ -170,22 +170,93 @@ static void advance(gv_timer *t, uint64_t now_tick) {
     }
 }
 
+/* ---- the preemption monitor (Go's sysmon, cut down) ----
+ *
+ * Every monitor period while some worker runs a GVThread: a GVThread past
+ * its time slice gets its preempt flag set (it yields at its next safepoint);
+ * one still flagged, with no safepoint reached, past the grace period is an
+ * overrun (counted; handing its worker's queue to a spare thread is the next
+ * step).  Reads of the workers' fields are racy by design: a stale value
+ * delays a decision by one period.  Runs on the timer thread, under the
+ * timer lock, and takes no other lock. */
+static int any_running(gv_runtime *rt) {
+    for (int i = 0; i < rt->nworkers; i++)
+        if (atomic_load_explicit(&rt->workers[i].slice_start, memory_order_relaxed))
+            return 1;
+    return 0;
+}
+
+void gv_monitor(gv_runtime *rt) {
+    uint64_t now = gv_ticks();
+    for (int i = 0; i < rt->nworkers; i++) {
+        gv_worker *w = &rt->workers[i];
+        uint64_t start = atomic_load_explicit(&w->slice_start, memory_order_relaxed);
+        gv_gvt *g = __atomic_load_n(&w->cur, __ATOMIC_RELAXED);
+        if (!start || !g || now < start) {
+            w->mon_flag_g = NULL;
+            continue;
+        }
+        uint64_t act = atomic_load_explicit(&w->activity, memory_order_relaxed);
+        if (w->mon_flag_g && (w->mon_flag_g != g || w->mon_slice != start))
+            w->mon_flag_g = NULL; /* that slice ended: a new one runs */
+        if (!w->mon_flag_g) {
+            if (now - start >= rt->slice_ticks) {
+                atomic_store_explicit(&g->preempt, 1, memory_order_relaxed);
+                __atomic_fetch_add(&w->stats.preempt_requests, 1, __ATOMIC_RELAXED);
+                w->mon_flag_g = g;
+                w->mon_slice = start;
+                w->mon_flag_tsc = now;
+                w->mon_flag_act = act;
+                w->mon_overrun = 0;
+            }
+        } else if (!w->mon_overrun && act == w->mon_flag_act &&
+                   now - w->mon_flag_tsc >= rt->grace_ticks) {
+            __atomic_fetch_add(&w->stats.overruns, 1, __ATOMIC_RELAXED);
+            w->mon_overrun = 1;
+        }
+    }
+}
+
+/* A worker starts a slice while the monitor sleeps: wake it (once). */
+void gv_monitor_kick(gv_runtime *rt) {
+    gv_timer *t = &rt->timer;
+    if (atomic_exchange(&t->monitor_asleep, 0)) {
+        pthread_mutex_lock(&t->lock);
+        pthread_cond_signal(&t->cond);
+        pthread_mutex_unlock(&t->lock);
+    }
+}
+
 static void *timer_main(void *arg) {
     gv_runtime *rt = arg;
     gv_timer *t = &rt->timer;
     gv_block_async_signals();
     pthread_mutex_lock(&t->lock);
     while (!t->stop) {
-        advance(t, gv_now_ns() >> TICK_SHIFT);
+        uint64_t now = gv_now_ns();
+        advance(t, now >> TICK_SHIFT);
+        int busy = rt->slice_ticks && any_running(rt);
+        if (busy)
+            gv_monitor(rt);
         uint64_t e = t->n ? next_event(t) : UINT64_MAX;
-        t->sleep_until = e;
-        if (e == UINT64_MAX) {
+        uint64_t wake_ns = e == UINT64_MAX ? UINT64_MAX : e << TICK_SHIFT;
+        if (busy && now + rt->monitor_ns < wake_ns)
+            wake_ns = now + rt->monitor_ns;
+        if (!busy && rt->slice_ticks) {
+            /* A switch-in kicks us; the 100 ms cap covers a kick lost in the
+             * race between this store and a worker's look at it. */
+            atomic_store(&t->monitor_asleep, 1);
+            if (atomic_load(&rt->live) && now + 100000000u < wake_ns)
+                wake_ns = now + 100000000u;
+        }
+        t->sleep_until = wake_ns == UINT64_MAX ? UINT64_MAX : wake_ns >> TICK_SHIFT;
+        if (wake_ns == UINT64_MAX) {
             pthread_cond_wait(&t->cond, &t->lock);
         } else {
-            uint64_t ns = e << TICK_SHIFT;
-            struct timespec ts = {(time_t)(ns / 1000000000u), (long)(ns % 1000000000u)};
+            struct timespec ts = {(time_t)(wake_ns / 1000000000u), (long)(wake_ns % 1000000000u)};
             pthread_cond_timedwait(&t->cond, &t->lock, &ts);
         }
+        atomic_store(&t->monitor_asleep, 0);
         t->sleep_until = 0;
     }
     pthread_mutex_unlock(&t->lock);

@@ -1,0 +1,139 @@
+"""Cooperative preemption: time slices, safepoints, gvthread.compile, priorities."""
+import time
+import traceback
+
+import pytest
+
+import gvthread
+from gvthread import Runtime, State
+
+BUSY_SRC = '''
+def busy(seconds):
+    end = time.monotonic() + seconds
+    n = 0
+    while time.monotonic() < end:
+        n += 1
+    return n
+'''
+
+
+def compiled_busy():
+    ns = {"time": time}
+    exec(gvthread.compile(BUSY_SRC, "<busy>", "exec"), ns)
+    return ns["busy"]
+
+
+def plain_busy():
+    ns = {"time": time}
+    exec(compile(BUSY_SRC, "<busy>", "exec"), ns)
+    return ns["busy"]
+
+
+def ticker(lateness, start, ticks=30, period=0.01):
+    nxt = start + period  # the schedule starts at spawn, not when the ticker first runs
+    for _ in range(ticks):
+        gvthread.sleep_until(nxt)
+        lateness.append(time.monotonic() - nxt)
+        nxt += period
+
+
+def run_pair(busy, busy_seconds=0.45, ticker_prio="normal", **rt_kw):
+    with Runtime(workers=1, **rt_kw) as rt:
+        lat = []
+        b = rt.spawn(busy, busy_seconds)
+        t = rt.spawn(ticker, lat, time.monotonic(), priority=ticker_prio)
+        t.join(timeout=30)
+        b.join(timeout=30)
+        return sorted(lat), rt.stats()
+
+
+def test_compiled_busy_loop_is_preempted_without_explicit_safepoints():
+    lat, st = run_pair(compiled_busy())
+    assert len(lat) == 30
+    assert lat[-1] < 0.05, lat[-5:]          # time slice 10 ms + slack for a loaded box
+    assert st["preempt_requests"] >= 1 and st["coop_preemptions"] >= 1
+
+
+def test_uninstrumented_busy_loop_starves_the_ticker():
+    # the control: the same loop compiled normally has no safepoint
+    lat, st = run_pair(plain_busy(), busy_seconds=0.3)
+    assert lat[-1] >= 0.2                    # the first tick waited for the whole loop
+    assert st["coop_preemptions"] == 0 and st["preempt_requests"] >= 1
+
+
+def test_explicit_safepoints_preempt():
+    def busy(seconds):
+        end = time.monotonic() + seconds
+        while time.monotonic() < end:
+            gvthread.safepoint()
+
+    lat, st = run_pair(busy)
+    assert len(lat) == 30 and lat[-1] < 0.05
+    assert st["coop_preemptions"] >= 1
+
+
+def test_high_priority_ticker_preempts_at_once():
+    lat, st = run_pair(compiled_busy(), ticker_prio="high")
+    assert len(lat) == 30
+    assert lat[len(lat) // 2] < 0.005        # median well under a time slice
+    assert st["priority_preempts"] >= 1
+
+
+def test_no_preemption_when_time_slice_is_none():
+    lat, st = run_pair(compiled_busy(), busy_seconds=0.2, time_slice=None)
+    assert st["preempt_requests"] == 0 and st["coop_preemptions"] == 0
+    assert lat[-1] >= 0.1
+
+
+def test_grace_period_flag_first_force_after():
+    # A GVThread blocked in an unpatched time.sleep reaches no safepoint: it is flagged
+    # after its slice, and counted as an overrun only once the grace period passed too.
+    def stuck(seconds):
+        time.sleep(seconds)
+
+    with Runtime(workers=1, time_slice=0.01, grace_period=0.2) as rt:
+        rt.spawn(stuck, 0.1).join(timeout=10)        # 10 ms slice + 200 ms grace > 100 ms
+        st = rt.stats()
+        assert st["preempt_requests"] >= 1 and st["overruns"] == 0
+        rt.spawn(stuck, 0.4).join(timeout=10)
+        assert rt.stats()["overruns"] >= 1
+
+
+def test_snapshot_reports_cpu_time_and_preemptions():
+    with Runtime(workers=1) as rt:
+        busy = compiled_busy()
+        h = rt.spawn(busy, 0.1)
+        other = rt.spawn(busy, 0.1)
+        time.sleep(0.05)
+        rows = {r.id: r for r in rt.snapshot()}
+        h.join(timeout=10)
+        other.join(timeout=10)
+        assert rows[h.id].cpu_time > 0.0
+        assert rows[h.id].state in (State.RUNNING, State.PREEMPTED, State.READY)
+        assert rt.stats()["coop_preemptions"] >= 2
+
+
+def test_compile_keeps_line_numbers_and_docstrings():
+    src = 'def f():\n    """doc"""\n    for i in range(3):\n        x = i\n    raise ValueError("boom")\n'
+    ns = {}
+    exec(gvthread.compile(src, "<tb>", "exec"), ns)
+    assert ns["f"].__doc__ == "doc"
+    with pytest.raises(ValueError) as ei:
+        ns["f"]()
+    assert traceback.extract_tb(ei.tb)[-1].lineno == 5
+    # eval and single modes, and an AST input
+    assert eval(gvthread.compile("sum(i for i in range(4))", "<e>", "eval")) == 6
+    import ast
+    code = gvthread.compile(ast.parse("y = [i for i in range(3)]"), "<a>", "exec")
+    g = {}
+    exec(code, g)
+    assert g["y"] == [0, 1, 2]
+    with pytest.raises(SyntaxError):
+        gvthread.compile("def (:", "<bad>", "exec")
+
+
+def test_bad_time_slice():
+    with pytest.raises(ValueError):
+        Runtime(time_slice=0)
+    with pytest.raises(ValueError):
+        Runtime(grace_period=-1)
