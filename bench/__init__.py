@@ -33,4 +33,9 @@ SUITES: dict[str, tuple[str, str]] = {
         "runtime core: Python switch, spawn+join, RSS per parked GVThread "
         "(vs greenlet, asyncio)",
     ),
+    "sync": (
+        "bench.sync",
+        "synchronization: channel 1->1 and 4->4, uncontended Mutex, sleep(0.001) "
+        "lateness (vs gevent.queue, asyncio.Queue, threading.Lock, time.sleep)",
+    ),
 }

@@ -37,7 +37,7 @@ class Runtime:
 
     def __init__(self, workers: Optional[int] = None, stack_size: int = 256 * 1024,
                  max_gvthreads: int = 1_000_000, time_slice: Optional[float] = 0.010,
-                 grace_period: float = 0.010):
+                 grace_period: float = 0.010, max_spare_threads: int = 4):
         if workers is None:
             workers = os.cpu_count() or 1
         if not isinstance(workers, int) or isinstance(workers, bool) or not (
@@ -55,12 +55,15 @@ class Runtime:
         if time_slice is not None and not (isinstance(time_slice, (int, float))
                                            and 0 < time_slice <= 3600):
             raise ValueError(f"time_slice must be None or seconds in (0, 3600], not {time_slice!r}")
+        if not (isinstance(max_spare_threads, int) and 0 <= max_spare_threads <= 256):
+            raise ValueError(f"max_spare_threads must be an int in 0..256, not {max_spare_threads!r}")
         if not (isinstance(grace_period, (int, float)) and 0 <= grace_period <= 3600):
             raise ValueError(f"grace_period must be seconds in [0, 3600], not {grace_period!r}")
         cfg = ffi.new("gv_config *", {"workers": workers, "stack_size": stack_size,
                                       "max_gvthreads": max_gvthreads,
                                       "time_slice": time_slice or 0.0,
-                                      "grace_period": grace_period})
+                                      "grace_period": grace_period,
+                                      "max_spare_threads": max_spare_threads})
         err = ffi.new("int *")
         rt = lib.gv_runtime_new(cfg, err)
         if rt == ffi.NULL:

@@ -22,6 +22,7 @@ typedef struct gv_config {
     uint32_t max_gvthreads;   /* slots reserved up front */
     double time_slice;        /* seconds a GVThread runs before it is asked to yield; 0: never */
     double grace_period;      /* seconds after the ask before the runtime forces the issue */
+    int max_spare_threads;    /* OS threads that may take over a stuck worker's queue */
 } gv_config;
 
 typedef struct gv_worker_stats {

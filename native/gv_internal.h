@@ -200,44 +200,69 @@ static inline char *gv_slot_base(struct gv_slots *s, uint32_t idx) {
 #define GV_CHUNK_BYTES (16u * 1024u)    /* CPython's _PY_DATA_STACK_CHUNK_SIZE */
 #define GV_SLOT_TOP_PAD 1024u           /* see slot layout in stack.c */
 
-/* ---- worker ---- */
-struct gv_worker {
-    gv_ctx sched_ctx;           /* the worker's own stack (Go's g0) */
+/* ---- worker threads and workers (Go's M and P) ----
+ *
+ * A worker (gv_worker, Go's P) is a run queue, a slot for the Python token
+ * and statistics.  A thread (gv_thr, Go's M) is an OS thread with its own
+ * scheduler stack that serves one worker at a time.  They are one-to-one
+ * until a thread gets stuck inside a GVThread (a blocking call, a C loop):
+ * then the monitor hands its worker to a spare thread (handoff), and the
+ * stuck thread, once its GVThread switches out, becomes a spare itself.
+ *
+ * Ownership of a worker is the word `owner`: the serving thread's address,
+ * with bit 0 set while that thread is inside a GVThread.  Only then may the
+ * monitor take the worker away, by a CAS from (thr | 1); the thread takes
+ * its worker back after each switch-out by a CAS from (thr | 1) to thr, and
+ * if that fails it has lost the worker.  So the worker is never served by
+ * two threads at once. */
+typedef struct gv_thr gv_thr;
+struct gv_thr {
+    gv_ctx sched_ctx;           /* this thread's own stack (Go's g0) */
     struct gv_runtime *rt;
-    gv_gvt *cur;
-    int idx;
-    uint32_t tick;              /* picks of a higher level while a lower one waited */
-    uint32_t gtick;             /* same-level picks, for the 1-in-61 global check */
-
+    struct gv_worker *p;        /* the worker it serves; NULL for a spare */
+    gv_gvt *cur;                /* the GVThread switched in, or NULL */
+    int idx;                    /* index in rt->thrs */
     pthread_t thread;
     int started;
     int detached;
     _Atomic int exited;
-    _Atomic uint32_t park_word; /* futex; 1 = woken */
-    /* 3.11 only (see pybridge.c, "Keeping the GIL"): this OS thread holds
-     * the GIL with no tstate attached, between two Python GVThreads. */
+    _Atomic uint32_t spare_word;/* futex a spare sleeps on; 1 = given a worker */
+    gv_thr *next_spare;
+    /* 3.11 only (pybridge.h, "Keeping the GIL"): this thread holds the GIL
+     * with no tstate attached, between two Python GVThreads. */
     int holds_gil;
     void *idle_ts;              /* tstate used only to release the GIL */
+#if GV_ASAN
+    const void *asan_stack_lo;
+    size_t asan_stack_size;
+#endif
+} __attribute__((aligned(GV_CACHELINE)));
+GV_CT_ASSERT(offsetof(gv_thr, sched_ctx) == 0, "sched ctx first");
+
+struct gv_worker {
+    struct gv_runtime *rt;
+    _Atomic uintptr_t owner;    /* serving gv_thr*, | 1 while inside a GVThread */
+    int idx;
+    uint32_t tick;              /* picks of a higher level while a lower one waited */
+    uint32_t gtick;             /* same-level picks, for the 1-in-61 global check */
+    _Atomic uint32_t park_word; /* futex; 1 = woken */
     gv_worker_stats stats;
-    /* Preemption monitor (timer.c).  The worker writes slice_start (TSC at
-     * switch-in, 0 when not running a GVThread) and activity (bumped at
+    /* Preemption monitor (timer.c).  The serving thread writes slice_start
+     * (TSC at switch-in, 0 when not in a GVThread) and activity (bumped at
      * every switch-in and safepoint); the monitor reads both racily, and a
-     * stale value only delays a flag by one monitor period. */
+     * stale value only delays a decision by one monitor period. */
     _Atomic uint64_t slice_start;
     _Atomic uint64_t activity;
     uint64_t mon_flag_tsc;      /* monitor-private: when it set the flag */
     uint64_t mon_flag_act;      /* monitor-private: activity at that moment */
     gv_gvt *mon_flag_g;         /* monitor-private: whom it flagged */
     uint64_t mon_slice;         /* monitor-private: slice_start of the flagged slice */
-    int mon_overrun;            /* monitor-private: overrun already counted */
-#if GV_ASAN
-    const void *asan_stack_lo;
-    size_t asan_stack_size;
-#endif
+    int mon_overrun;            /* monitor-private: overrun already handled */
     gv_runq local;
 } __attribute__((aligned(GV_CACHELINE)));
-GV_CT_ASSERT(offsetof(gv_worker, sched_ctx) == 0, "sched ctx first");
 GV_CT_ASSERT(sizeof(gv_worker) % GV_CACHELINE == 0, "worker is whole cache lines");
+
+static inline gv_thr *gv_owner_thr(uintptr_t word) { return (gv_thr *)(word & ~(uintptr_t)1); }
 
 /* ---- wait lists (wait.c) ---- */
 typedef struct gv_select_state {
@@ -292,6 +317,11 @@ struct gv_runtime {
     gv_runq global;
     gv_worker *workers;
     int nworkers;
+    gv_thr *thrs;               /* nworkers + max_spare threads, made on demand */
+    int nthrs_max;
+    _Atomic int nthrs;          /* started so far */
+    pthread_mutex_t spare_lock;
+    gv_thr *spares;             /* idle spare threads */
     /* The Python token: index of the one worker allowed to run Python
      * GVThreads, or -1.  A GIL build runs Python on one OS thread at a time
      * anyway; two workers taking turns would bounce the GIL on every yield. */
@@ -313,10 +343,10 @@ struct gv_runtime {
 };
 
 /* ---- scheduler API used by pybridge.c ---- */
-extern _Thread_local gv_worker *gv_tls_worker;
+extern _Thread_local gv_thr *gv_tls_thr;
 static inline gv_gvt *gv_current(void) {
-    gv_worker *w = gv_tls_worker;
-    return w ? w->cur : NULL;
+    gv_thr *t = gv_tls_thr;
+    return t ? t->cur : NULL;
 }
 int gv_spawn_prepare(gv_runtime *rt, int prio, void *task, gv_gvt **out);
 void gv_spawn_start(gv_gvt *g);
@@ -341,7 +371,7 @@ void gv_park_timer_arm(gv_gvt *g, uint64_t when_ns);
 void gv_park_timer_cancel(gv_gvt *g);
 /* Set interrupt bits on g and wake it if it is parked (see wait.c). */
 void gv_interrupt(gv_gvt *g, uint32_t bits);
-int gv_worker_start(gv_worker *w);
+int gv_thr_start(gv_runtime *rt, gv_worker *p);
 void gv_block_async_signals(void);
 void gv_worker_wake(gv_worker *w);
 static inline gv_gvt *gv_meta_at(gv_runtime *rt, uint32_t i) {
@@ -350,10 +380,13 @@ static inline gv_gvt *gv_meta_at(gv_runtime *rt, uint32_t i) {
 /* Defined by pybridge.c: runs the Python callable of g on g's stack. */
 void gv_py_run(gv_gvt *g);
 /* Defined by pybridge.c: worker-side GIL bookkeeping (no-ops on 3.12+). */
-void gv_py_worker_init(gv_worker *w);
-void gv_py_worker_release_gil(gv_worker *w);
-void gv_py_worker_fini(gv_worker *w);
-gv_worker *gv_worker_now(void);
+void gv_py_worker_init(gv_thr *t);
+void gv_py_worker_release_gil(gv_thr *t);
+void gv_py_worker_fini(gv_thr *t);
+gv_thr *gv_thr_now(void);
+/* Monitor: give the stuck worker w to a spare thread (sched.c). */
+int gv_handoff(gv_runtime *rt, gv_worker *w, uintptr_t stuck_owner);
+bool gv_any_work(gv_runtime *rt);
 void gv_gilstate_switch_in(void *tstate);   /* pygilstate.c */
 void gv_gilstate_switch_out(void *tstate);
 

@@ -87,9 +87,9 @@ static void install_arena_hook(void) {
 
 /* ------------------------------------------------------------ worker GIL */
 
-void gv_py_worker_init(gv_worker *w) { (void)w; }
+void gv_py_worker_init(gv_thr *w) { (void)w; }
 
-void gv_py_worker_release_gil(gv_worker *w) {
+void gv_py_worker_release_gil(gv_thr *w) {
 #if GV_KEEP_GIL
     if (w->holds_gil) {
         if (!w->idle_ts) {
@@ -110,7 +110,7 @@ void gv_py_worker_release_gil(gv_worker *w) {
 #endif
 }
 
-void gv_py_worker_fini(gv_worker *w) {
+void gv_py_worker_fini(gv_thr *w) {
 #if GV_KEEP_GIL
     PyThreadState *ts = w->idle_ts;
     w->idle_ts = NULL;
@@ -419,7 +419,7 @@ void gv_py_run(gv_gvt *g) {
 #if GV_KEEP_GIL
     PyThreadState_Swap(NULL);
     PyThreadState_Delete(ts);
-    gv_worker_now()->holds_gil = 1;
+    gv_thr_now()->holds_gil = 1;
 #else
     PyThreadState_DeleteCurrent(); /* releases the GIL */
 #endif

@@ -38,7 +38,7 @@ static inline void check_detached(PyThreadState *ts) {
  * finds it taken again.  That was half of a yield and most of a spawn+join.
  * On 3.11, PyThreadState_Swap(NULL) detaches the tstate without touching
  * the GIL, so a worker keeps the GIL from one Python GVThread to the next,
- * as a thread running greenlets does: w->holds_gil says the worker holds it
+ * as a thread running greenlets does: holds_gil says the worker thread holds it
  * with no tstate attached, and the next GVThread attaches by a swap.  Other
  * threads still get the GIL through the eval loop's drop requests (every
  * switch interval).  (Offering the GIL every N switches was tried and made
@@ -58,7 +58,7 @@ static inline void check_detached(PyThreadState *ts) {
 static inline void gv_py_switch_out(PyThreadState *ts) {
 #if GV_KEEP_GIL
     PyThreadState_Swap(NULL);
-    gv_worker_now()->holds_gil = 1;
+    gv_thr_now()->holds_gil = 1;
 #else
     PyEval_SaveThread();
 #endif
@@ -68,7 +68,7 @@ static inline void gv_py_switch_out(PyThreadState *ts) {
 /* On the GVThread's stack after it was switched in, maybe on another worker. */
 static inline void gv_py_switch_in(PyThreadState *ts) {
 #if GV_KEEP_GIL
-    gv_worker *w = gv_worker_now();
+    gv_thr *w = gv_thr_now();
     if (w->holds_gil) {
         w->holds_gil = 0;
         PyThreadState_Swap(ts);

@@ -48,6 +48,20 @@ gv_runtime *gv_runtime_new(const gv_config *cfg, int *err) {
         return NULL;
     }
     memset(rt->workers, 0, sizeof(gv_worker) * (size_t)cfg->workers);
+    int spares = cfg->max_spare_threads < 0 ? 0 : cfg->max_spare_threads > 256 ? 256
+                                                 : cfg->max_spare_threads;
+    rt->nthrs_max = cfg->workers + spares;
+    rt->thrs = aligned_alloc(GV_CACHELINE, sizeof(gv_thr) * (size_t)rt->nthrs_max);
+    if (!rt->thrs) {
+        gv_slots_destroy(&rt->slots);
+        gv_slots_destroy(&rt->metas);
+        free(rt->workers);
+        free(rt);
+        *err = GV_E_NOMEM;
+        return NULL;
+    }
+    memset(rt->thrs, 0, sizeof(gv_thr) * (size_t)rt->nthrs_max);
+    pthread_mutex_init(&rt->spare_lock, NULL);
     atomic_store(&rt->py_owner, -1);
     atomic_store(&rt->next_id, 1);
     gv_ticks_calibrate();
@@ -68,7 +82,7 @@ gv_runtime *gv_runtime_new(const gv_config *cfg, int *err) {
         gv_worker *w = &rt->workers[i];
         w->rt = rt;
         w->idx = i;
-        if (gv_worker_start(w) != 0) {
+        if (gv_thr_start(rt, w) != 0) {
             *err = GV_E_THREAD;
             gv_runtime_stop(rt, 0, 1.0);
             gv_runtime_free(rt);
@@ -98,37 +112,41 @@ int gv_runtime_stop(gv_runtime *rt, int wait, double timeout) {
         while (!gv_runtime_wait_idle(rt, 3600.0))
             ;
     atomic_store(&rt->stopping, 1);
+    gv_timer_stop(rt); /* no handoff starts a thread after this */
+    int n = atomic_load(&rt->nthrs);
     for (int i = 0; i < rt->nworkers; i++)
-        if (rt->workers[i].started)
-            gv_worker_wake(&rt->workers[i]);
-    gv_timer_stop(rt);
+        gv_worker_wake(&rt->workers[i]);
+    for (int i = 0; i < n; i++) {
+        atomic_store(&rt->thrs[i].spare_word, 1);
+        gv_futex_wake(&rt->thrs[i].spare_word, 1);
+    }
     int stuck = 0;
     uint64_t deadline = gv_now_ns() + (uint64_t)(timeout * 1e9);
-    for (int i = 0; i < rt->nworkers; i++) {
-        gv_worker *w = &rt->workers[i];
-        if (!w->started)
+    for (int i = 0; i < n; i++) {
+        gv_thr *t = &rt->thrs[i];
+        if (!t->started)
             continue;
-        while (!atomic_load(&w->exited) && gv_now_ns() < deadline) {
+        while (!atomic_load(&t->exited) && gv_now_ns() < deadline) {
             struct timespec ts = {0, 1000000};
             nanosleep(&ts, NULL);
         }
-        if (atomic_load(&w->exited)) {
-            pthread_join(w->thread, NULL);
+        if (atomic_load(&t->exited)) {
+            pthread_join(t->thread, NULL);
         } else {
-            pthread_detach(w->thread);
-            w->detached = 1;
+            pthread_detach(t->thread);
+            t->detached = 1;
             stuck = 1;
         }
-        w->started = 0;
+        t->started = 0;
     }
     return stuck;
 }
 
 void gv_runtime_free(gv_runtime *rt) {
     gv_timer_stop(rt);
-    for (int i = 0; i < rt->nworkers; i++)
-        if (rt->workers[i].started || rt->workers[i].detached)
-            return; /* a running or detached worker may still touch rt: leak it */
+    for (int i = 0; i < atomic_load(&rt->nthrs); i++)
+        if (rt->thrs[i].started || rt->thrs[i].detached)
+            return; /* a running or detached thread may still touch rt: leak it */
     /* A GVThread left parked (shutdown without waiting) may still be woken,
      * e.g. by a handle of another runtime finishing, and its PyThreadState
      * points into its slot until the interpreter frees it: leak it all. */
@@ -137,6 +155,7 @@ void gv_runtime_free(gv_runtime *rt) {
     gv_slots_destroy(&rt->slots);
     gv_slots_destroy(&rt->metas);
     free(rt->workers);
+    free(rt->thrs);
     free(rt);
 }
 

@@ -46,18 +46,18 @@
 #include <sanitizer/common_interface_defs.h>
 #endif
 
-__attribute__((tls_model("initial-exec"))) _Thread_local gv_worker *gv_tls_worker;
+__attribute__((tls_model("initial-exec"))) _Thread_local gv_thr *gv_tls_thr;
 
-/* A GVThread may resume on another worker after any switch.  The compiler
+/* A GVThread may resume on another thread after any switch.  The compiler
  * assumes a function runs on one thread and may reuse a TLS address computed
  * before the switch; reading TLS through this opaque function after every
- * switch makes it read the worker we are on now. */
-__attribute__((noinline)) static gv_worker *cur_worker(void) {
-    gv_worker *w = gv_tls_worker;
-    __asm__ volatile("" : "+r"(w));
-    return w;
+ * switch makes it read the thread we are on now. */
+__attribute__((noinline)) static gv_thr *cur_thr(void) {
+    gv_thr *t = gv_tls_thr;
+    __asm__ volatile("" : "+r"(t));
+    return t;
 }
-gv_worker *gv_worker_now(void) { return cur_worker(); }
+gv_thr *gv_thr_now(void) { return cur_thr(); }
 
 static inline int prio_highest(uint32_t bm) { return bm ? __builtin_ctz(bm) : -1; }
 int gv_prio_highest(uint32_t bm) { return prio_highest(bm); }
@@ -106,7 +106,9 @@ static void notify(gv_runtime *rt);
 
 /* Racy: a hint that some queue holds work, exact only after the fences
  * described under "Sleeping". */
-static bool any_work(gv_runtime *rt) {
+bool gv_any_work(gv_runtime *rt);
+static bool any_work(gv_runtime *rt) { return gv_any_work(rt); }
+bool gv_any_work(gv_runtime *rt) {
     if (atomic_load_explicit(&rt->global.len, memory_order_relaxed))
         return true;
     for (int i = 0; i < rt->nworkers; i++)
@@ -163,7 +165,8 @@ static void preempt_for(gv_runtime *rt, gv_gvt *g) {
     if (owner < 0 || !rt->slice_ticks)
         return;
     gv_worker *w = &rt->workers[owner];
-    gv_gvt *cur = __atomic_load_n(&w->cur, __ATOMIC_RELAXED);
+    gv_thr *ot = gv_owner_thr(atomic_load_explicit(&w->owner, memory_order_relaxed));
+    gv_gvt *cur = ot ? __atomic_load_n(&ot->cur, __ATOMIC_RELAXED) : NULL;
     if (cur && cur != g && g->prio < cur->prio &&
         !atomic_exchange_explicit(&cur->preempt, 1, memory_order_relaxed))
         __atomic_fetch_add(&w->stats.priority_preempts, 1, __ATOMIC_RELAXED);
@@ -176,10 +179,10 @@ void gv_ready(gv_gvt *g) {
      * GVThread after its worker stored BLOCKED and released the park lock. */
     GV_CHECK(st == GV_CREATED || st == GV_BLOCKED, "bad GVThread state: made runnable twice");
     atomic_store_explicit(&g->state, GV_READY, memory_order_relaxed);
-    gv_worker *w = cur_worker();
+    gv_thr *t = cur_thr();
     gv_runq *q = &rt->global;
-    if (w && w->rt == rt) {
-        q = &w->local;
+    if (t && t->rt == rt && t->p) {
+        q = &t->p->local;
     } else {
         /* From another thread (timer, an OS-thread notifier): straight to the
          * tail of the Python worker's own queue, so that a GVThread that
@@ -273,7 +276,7 @@ static void worker_park(gv_worker *w) {
     atomic_fetch_and(&rt->idle_mask, ~bit);
 }
 
-static gv_gvt *find_runnable(gv_worker *w) {
+static gv_gvt *find_runnable(gv_worker *w, gv_thr *t) {
     gv_runtime *rt = w->rt;
     for (;;) {
         if (atomic_load_explicit(&rt->stopping, memory_order_relaxed))
@@ -291,7 +294,7 @@ static gv_gvt *find_runnable(gv_worker *w) {
             return g;
         /* Nothing anywhere: give the GIL and the token up, then look once
          * more, since an enqueuer that saw the token held woke nobody. */
-        gv_py_worker_release_gil(w);
+        gv_py_worker_release_gil(t);
         atomic_store(&rt->py_owner, -1); /* seq_cst store: a full fence on x86 too */
         atomic_thread_fence(memory_order_seq_cst);
         if (any_work(rt))
@@ -311,8 +314,7 @@ static gv_gvt *find_runnable(gv_worker *w) {
 
 /* ---------------------------------------------------------------- running */
 
-static void finish_exit(gv_worker *w, gv_gvt *g) {
-    gv_runtime *rt = w->rt;
+static void finish_exit(gv_runtime *rt, gv_gvt *g) {
     gv_slots_release(&rt->slots, g->slot);
     atomic_store_explicit(&g->state, GV_FREE, memory_order_relaxed);
     gv_slots_release(&rt->metas, g->meta);
@@ -341,46 +343,61 @@ static void bind_stack(gv_runtime *rt, gv_gvt *g) {
     gv_ctx_init(&g->ctx, g->stack_lo, g->stack_size, gv_entry, g);
 }
 
-static void run_one(gv_worker *w, gv_gvt *g) {
-    gv_runtime *rt = w->rt;
+static inline void bump(_Atomic uint64_t *c) {
+    /* Only the serving thread writes it: a plain increment, no locked RMW. */
+    atomic_store_explicit(c, atomic_load_explicit(c, memory_order_relaxed) + 1,
+                          memory_order_relaxed);
+}
+
+/* Run g on thread t serving worker p.  Returns 0 if p was handed to another
+ * thread while g ran (t must then become a spare). */
+static int run_one(gv_thr *t, gv_worker *p, gv_gvt *g) {
+    gv_runtime *rt = t->rt;
     /* Only a run queue hands out GVThreads, and only READY ones are queued. */
     uint32_t st0 = atomic_load_explicit(&g->state, memory_order_relaxed);
     GV_CHECK(st0 == GV_READY || st0 == GV_PREEMPTED,
              "bad GVThread state: picked from a run queue but not READY");
     if (g->slot == GV_NO_SLOT)
         bind_stack(rt, g);
-    if (g->last_worker >= 0 && g->last_worker != w->idx)
-        w->stats.migrations++;
-    g->last_worker = w->idx;
+    if (g->last_worker >= 0 && g->last_worker != p->idx)
+        p->stats.migrations++;
+    g->last_worker = p->idx;
     if (!g->started_ns)
         g->started_ns = gv_coarse_ns();
     atomic_store_explicit(&g->state, GV_RUNNING, memory_order_relaxed);
     g->after = GV_AFTER_NONE;
     g->switches++;
-    w->stats.switches++;
+    p->stats.switches++;
     atomic_store_explicit(&g->preempt, 0, memory_order_relaxed); /* a fresh slice */
-    __atomic_store_n(&w->cur, g, __ATOMIC_RELAXED);
+    __atomic_store_n(&t->cur, g, __ATOMIC_RELAXED);
     if (g->tstate)
         gv_gilstate_switch_in(g->tstate);
     uint64_t t0 = gv_ticks();
-    atomic_store_explicit(&w->slice_start, t0, memory_order_relaxed);
-    /* Only this worker writes activity: a plain increment, no locked RMW. */
-    atomic_store_explicit(&w->activity,
-                          atomic_load_explicit(&w->activity, memory_order_relaxed) + 1,
-                          memory_order_relaxed);
+    atomic_store_explicit(&p->slice_start, t0, memory_order_relaxed);
+    bump(&p->activity);
+    /* From here until the switch-out, the monitor may hand p to a spare. */
+    atomic_store_explicit(&p->owner, (uintptr_t)t | 1, memory_order_release);
     if (atomic_load_explicit(&rt->timer.monitor_asleep, memory_order_relaxed))
         gv_monitor_kick(rt);
 #if GV_ASAN
     void *fake = NULL;
     __sanitizer_start_switch_fiber(&fake, g->stack_lo, g->stack_size);
 #endif
-    gv_ctx_switch(&w->sched_ctx, &g->ctx);
+    gv_ctx_switch(&t->sched_ctx, &g->ctx);
 #if GV_ASAN
     __sanitizer_finish_switch_fiber(fake, NULL, NULL);
 #endif
-    atomic_store_explicit(&w->slice_start, 0, memory_order_relaxed);
+    /* Take p back, unless the monitor gave it away (then never touch p). */
+    uintptr_t mine = (uintptr_t)t | 1;
+    int kept = atomic_compare_exchange_strong(&p->owner, &mine, (uintptr_t)t);
     g->cpu_ticks += gv_ticks() - t0;
-    __atomic_store_n(&w->cur, NULL, __ATOMIC_RELAXED);
+    __atomic_store_n(&t->cur, NULL, __ATOMIC_RELAXED);
+    if (kept) {
+        atomic_store_explicit(&p->slice_start, 0, memory_order_relaxed);
+    } else {
+        t->p = NULL;
+        p = NULL;
+    }
     if (!rt->slots.guard)
         GV_CHECK(*(uint64_t *)(gv_slot_base(&rt->slots, g->slot) + GV_PAGE) == GV_CANARY,
                  "GVThread stack overflow (canary overwritten)");
@@ -390,25 +407,33 @@ static void run_one(gv_worker *w, gv_gvt *g) {
         if (g->tstate)
             gv_gilstate_switch_out(g->tstate);
         if (g->after == GV_AFTER_PREEMPT) {
-            w->stats.coop_preemptions++;
             g->preemptions++;
+            if (p)
+                p->stats.coop_preemptions++;
             atomic_store_explicit(&g->state, GV_PREEMPTED, memory_order_relaxed);
         } else {
-            w->stats.yields++;
+            if (p)
+                p->stats.yields++;
             atomic_store_explicit(&g->state, GV_READY, memory_order_relaxed);
+        }
+        if (!p) {
+            rq_push(rt, &rt->global, g);
+            notify(rt);
+            break;
         }
         /* Behind whatever waits in the global queue at its level or above:
          * the local queue is preferred at equal priority, so requeueing
          * locally would let a yielding GVThread starve the global one. */
         rq_push(rt,
                 (atomic_load_explicit(&rt->global.bitmap, memory_order_relaxed) &
-                 ((2u << g->prio) - 1)) ? &rt->global : &w->local,
+                 ((2u << g->prio) - 1)) ? &rt->global : &p->local,
                 g);
         break;
     case GV_AFTER_PARK: {
         if (g->tstate)
             gv_gilstate_switch_out(g->tstate);
-        w->stats.blocks++;
+        if (p)
+            p->stats.blocks++;
         void (*unlock)(void *) = g->park_unlock;
         void *arg = g->park_arg;
         g->park_unlock = NULL;
@@ -421,37 +446,112 @@ static void run_one(gv_worker *w, gv_gvt *g) {
     }
     case GV_AFTER_EXIT:
         atomic_store_explicit(&g->state, GV_FINISHED, memory_order_relaxed);
-        finish_exit(w, g);
+        finish_exit(rt, g);
         break;
     default:
         GV_CHECK(0, "bad after-switch action");
     }
+    return kept;
 }
 
-static void *worker_main(void *arg) {
-    gv_worker *w = arg;
-    gv_tls_worker = w;
+/* ---------------------------------------------------------------- spares */
+
+/* A thread without a worker waits here to be given one (handoff). */
+static int spare_wait(gv_thr *t) {
+    gv_runtime *rt = t->rt;
+    pthread_mutex_lock(&rt->spare_lock);
+    atomic_store(&t->spare_word, 0);
+    t->next_spare = rt->spares;
+    rt->spares = t;
+    pthread_mutex_unlock(&rt->spare_lock);
+    while (!atomic_load(&t->spare_word) && !atomic_load(&rt->stopping))
+        gv_futex_wait(&t->spare_word, 0, -1);
+    return !atomic_load(&rt->stopping) && t->p;
+}
+
+static void *thr_main(void *arg);
+
+/* Called by the monitor (timer thread) for a worker whose thread has been
+ * inside one GVThread past the grace period while others wait: give the
+ * worker to a spare thread, starting one if the pool has room. */
+int gv_handoff(gv_runtime *rt, gv_worker *p, uintptr_t stuck) {
+    if (!(stuck & 1))
+        return 0;
+    gv_thr *s = NULL;
+    pthread_mutex_lock(&rt->spare_lock);
+    if (rt->spares) {
+        s = rt->spares;
+        rt->spares = s->next_spare;
+    }
+    pthread_mutex_unlock(&rt->spare_lock);
+    int fresh = 0;
+    if (!s) {
+        int n = atomic_load(&rt->nthrs);
+        if (n >= rt->nthrs_max)
+            return 0;
+        s = &rt->thrs[n];
+        s->rt = rt;
+        s->idx = n;
+        fresh = 1;
+    }
+    if (!atomic_compare_exchange_strong(&p->owner, &stuck, (uintptr_t)s)) {
+        if (!fresh) { /* it switched out meanwhile: the spare goes back */
+            pthread_mutex_lock(&rt->spare_lock);
+            s->next_spare = rt->spares;
+            rt->spares = s;
+            pthread_mutex_unlock(&rt->spare_lock);
+        }
+        return 0;
+    }
+    s->p = p;
+    __atomic_fetch_add(&p->stats.handoffs, 1, __ATOMIC_RELAXED);
+    if (fresh) {
+        if (pthread_create(&s->thread, NULL, thr_main, s) != 0) {
+            s->p = NULL;
+            atomic_store(&p->owner, stuck); /* the stuck thread keeps it after all */
+            return 0;
+        }
+        s->started = 1;
+        atomic_fetch_add(&rt->nthrs, 1);
+    } else {
+        atomic_store(&s->spare_word, 1);
+        gv_futex_wake(&s->spare_word, 1);
+    }
+    return 1;
+}
+
+static void *thr_main(void *arg) {
+    gv_thr *t = arg;
+    gv_runtime *rt = t->rt;
+    gv_tls_thr = t;
 #if GV_ASAN
     pthread_attr_t attr;
     void *lo;
     pthread_getattr_np(pthread_self(), &attr);
-    pthread_attr_getstack(&attr, &lo, &w->asan_stack_size);
-    w->asan_stack_lo = lo;
+    pthread_attr_getstack(&attr, &lo, &t->asan_stack_size);
+    t->asan_stack_lo = lo;
     pthread_attr_destroy(&attr);
 #endif
     gv_block_async_signals();
-    gv_py_worker_init(w);
+    gv_py_worker_init(t);
     for (;;) {
-        gv_gvt *g = find_runnable(w);
+        gv_worker *p = t->p;
+        if (!p) {
+            gv_py_worker_release_gil(t); /* a spare holds nothing */
+            if (!spare_wait(t))
+                break;
+            continue;
+        }
+        gv_gvt *g = find_runnable(p, t);
         if (!g)
             break;
-        run_one(w, g);
+        run_one(t, p, g);
     }
-    gv_py_worker_release_gil(w);
-    gv_py_worker_fini(w);
-    if (atomic_load(&w->rt->py_owner) == w->idx)
-        atomic_store(&w->rt->py_owner, -1);
-    atomic_store(&w->exited, 1);
+    if (t->p && atomic_load(&rt->py_owner) == t->p->idx)
+        atomic_store(&rt->py_owner, -1);
+    gv_py_worker_release_gil(t);
+    gv_py_worker_fini(t);
+    atomic_store(&t->exited, 1);
     return NULL;
 }
 
@@ -463,55 +563,54 @@ static void gv_entry(void *arg) {
     __sanitizer_finish_switch_fiber(NULL, NULL, NULL);
 #endif
     gv_py_run(g);
-    gv_worker *w = cur_worker();
+    gv_thr *t = cur_thr();
     g->after = GV_AFTER_EXIT;
 #if GV_ASAN
-    __sanitizer_start_switch_fiber(NULL, w->asan_stack_lo, w->asan_stack_size);
+    __sanitizer_start_switch_fiber(NULL, t->asan_stack_lo, t->asan_stack_size);
 #endif
-    gv_ctx_switch(&g->ctx, &w->sched_ctx);
+    gv_ctx_switch(&g->ctx, &t->sched_ctx);
     GV_CHECK(0, "a finished GVThread was resumed");
 }
 
-static void switch_to_worker(gv_worker *w, gv_gvt *g) {
+static void switch_to_thr(gv_thr *t, gv_gvt *g) {
 #if GV_ASAN
     void *fake = NULL;
-    __sanitizer_start_switch_fiber(&fake, w->asan_stack_lo, w->asan_stack_size);
-    gv_ctx_switch(&g->ctx, &w->sched_ctx);
+    __sanitizer_start_switch_fiber(&fake, t->asan_stack_lo, t->asan_stack_size);
+    gv_ctx_switch(&g->ctx, &t->sched_ctx);
     __sanitizer_finish_switch_fiber(fake, NULL, NULL);
 #else
-    gv_ctx_switch(&g->ctx, &w->sched_ctx);
+    gv_ctx_switch(&g->ctx, &t->sched_ctx);
 #endif
 }
 
 void gv_yield(void) {
-    gv_worker *w = cur_worker();
-    gv_gvt *g = w->cur;
+    gv_thr *t = cur_thr();
+    gv_gvt *g = t->cur;
     g->after = GV_AFTER_YIELD;
-    switch_to_worker(w, g);
+    switch_to_thr(t, g);
 }
 
 /* At a safepoint of a flagged GVThread: back to a run queue as PREEMPTED. */
 void gv_preempt_yield(void) {
-    gv_worker *w = cur_worker();
-    gv_gvt *g = w->cur;
+    gv_thr *t = cur_thr();
+    gv_gvt *g = t->cur;
     g->after = GV_AFTER_PREEMPT;
-    switch_to_worker(w, g);
+    switch_to_thr(t, g);
 }
 
 void gv_safepoint_tick(void) {
-    gv_worker *w = gv_tls_worker;
-    atomic_store_explicit(&w->activity,
-                          atomic_load_explicit(&w->activity, memory_order_relaxed) + 1,
-                          memory_order_relaxed);
+    gv_thr *t = gv_tls_thr;
+    if (t->p)
+        bump(&t->p->activity);
 }
 
 void gv_park(void (*unlock)(void *), void *arg) {
-    gv_worker *w = cur_worker();
-    gv_gvt *g = w->cur;
+    gv_thr *t = cur_thr();
+    gv_gvt *g = t->cur;
     g->park_unlock = unlock;
     g->park_arg = arg;
     g->after = GV_AFTER_PARK;
-    switch_to_worker(w, g);
+    switch_to_thr(t, g);
 }
 
 /* ---------------------------------------------------------------- spawn */
@@ -557,9 +656,17 @@ void gv_block_async_signals(void) {
     pthread_sigmask(SIG_BLOCK, &set, NULL);
 }
 
-int gv_worker_start(gv_worker *w) {
-    if (pthread_create(&w->thread, NULL, worker_main, w) != 0)
+/* Start the thread that first serves worker p. */
+int gv_thr_start(gv_runtime *rt, gv_worker *p) {
+    int n = atomic_load(&rt->nthrs);
+    gv_thr *t = &rt->thrs[n];
+    t->rt = rt;
+    t->idx = n;
+    t->p = p;
+    atomic_store(&p->owner, (uintptr_t)t);
+    if (pthread_create(&t->thread, NULL, thr_main, t) != 0)
         return -1;
-    w->started = 1;
+    t->started = 1;
+    atomic_fetch_add(&rt->nthrs, 1);
     return 0;
 }

@@ -191,7 +191,9 @@ void gv_monitor(gv_runtime *rt) {
     for (int i = 0; i < rt->nworkers; i++) {
         gv_worker *w = &rt->workers[i];
         uint64_t start = atomic_load_explicit(&w->slice_start, memory_order_relaxed);
-        gv_gvt *g = __atomic_load_n(&w->cur, __ATOMIC_RELAXED);
+        uintptr_t owner = atomic_load_explicit(&w->owner, memory_order_acquire);
+        gv_thr *ot = gv_owner_thr(owner);
+        gv_gvt *g = (owner & 1) && ot ? __atomic_load_n(&ot->cur, __ATOMIC_RELAXED) : NULL;
         if (!start || !g || now < start) {
             w->mon_flag_g = NULL;
             continue;
@@ -211,8 +213,14 @@ void gv_monitor(gv_runtime *rt) {
             }
         } else if (!w->mon_overrun && act == w->mon_flag_act &&
                    now - w->mon_flag_tsc >= rt->grace_ticks) {
+            /* Flagged and no safepoint since: a blocking call, a C loop, or
+             * code without safepoints.  If others wait, hand the worker to
+             * a spare thread (Go's sysmon handoff); the stuck GVThread goes
+             * on where it is and rejoins the queues when it switches out. */
             __atomic_fetch_add(&w->stats.overruns, 1, __ATOMIC_RELAXED);
             w->mon_overrun = 1;
+            if (gv_any_work(rt) && !atomic_load(&rt->stopping))
+                gv_handoff(rt, w, owner);
         }
     }
 }
@@ -249,7 +257,7 @@ static void *timer_main(void *arg) {
             if (atomic_load(&rt->live) && now + 100000000u < wake_ns)
                 wake_ns = now + 100000000u;
         }
-        t->sleep_until = wake_ns == UINT64_MAX ? UINT64_MAX : wake_ns >> TICK_SHIFT;
+        t->sleep_until = wake_ns == UINT64_MAX ? UINT64_MAX : ns_to_tick_up(wake_ns);
         if (wake_ns == UINT64_MAX) {
             pthread_cond_wait(&t->cond, &t->lock);
         } else {

@@ -54,11 +54,21 @@ def test_compiled_busy_loop_is_preempted_without_explicit_safepoints():
     assert st["preempt_requests"] >= 1 and st["coop_preemptions"] >= 1
 
 
-def test_uninstrumented_busy_loop_starves_the_ticker():
-    # the control: the same loop compiled normally has no safepoint
-    lat, st = run_pair(plain_busy(), busy_seconds=0.3)
+def test_uninstrumented_busy_loop_starves_the_ticker_without_spares():
+    # the control: the same loop compiled normally has no safepoint, and with no spare
+    # thread to hand the worker to, the ticker waits for the whole loop
+    lat, st = run_pair(plain_busy(), busy_seconds=0.3, max_spare_threads=0)
     assert lat[-1] >= 0.2                    # the first tick waited for the whole loop
     assert st["coop_preemptions"] == 0 and st["preempt_requests"] >= 1
+    assert st["handoffs"] == 0
+
+
+def test_uninstrumented_busy_loop_is_handed_off():
+    # with a spare thread, the worker's queue moves to it after slice + grace; the loop
+    # and the ticker then share the GIL (the loop's eval loop drops it every 5 ms)
+    lat, st = run_pair(plain_busy(), busy_seconds=0.4)
+    assert st["handoffs"] >= 1 and st["overruns"] >= 1
+    assert len(lat) == 30 and lat[-1] < 0.1, lat[-5:]
 
 
 def test_explicit_safepoints_preempt():
