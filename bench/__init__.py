@@ -38,4 +38,9 @@ SUITES: dict[str, tuple[str, str]] = {
         "synchronization: channel 1->1 and 4->4, uncontended Mutex, sleep(0.001) "
         "lateness (vs gevent.queue, asyncio.Queue, threading.Lock, time.sleep)",
     ),
+    "preempt": (
+        "bench.preempt",
+        "preemption: a 10 ms ticker beside a 1 s busy loop, Normal and High priority "
+        "(vs threads, asyncio, gevent); gvthread.compile overhead",
+    ),
 }

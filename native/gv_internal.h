@@ -228,6 +228,13 @@ struct gv_thr {
     _Atomic int exited;
     _Atomic uint32_t spare_word;/* futex a spare sleeps on; 1 = given a worker */
     gv_thr *next_spare;
+    /* CPU time is charged one switch late, from one TSC read per switch-in
+     * (reading it at the switch-out too cost ~10 ns a switch here): the last
+     * GVThread this thread ran, and when it was switched in.  Flushed before
+     * the thread lets its worker or the Python token go, because only then
+     * could that GVThread run (and end) elsewhere. */
+    gv_gvt *acct_g;
+    uint64_t acct_t0;
     /* 3.11 only (pybridge.h, "Keeping the GIL"): this thread holds the GIL
      * with no tstate attached, between two Python GVThreads. */
     int holds_gil;

@@ -69,9 +69,10 @@ gv_runtime *gv_runtime_new(const gv_config *cfg, int *err) {
         rt->slice_ticks = (uint64_t)(cfg->time_slice * 1e9 * gv_ticks_per_ns);
         rt->grace_ticks = (uint64_t)((cfg->grace_period > 0 ? cfg->grace_period : 0) * 1e9 *
                                      gv_ticks_per_ns);
-        /* Look 4 times a slice, at most every 2 ms, at least every 0.5 ms. */
+        /* Look 4 times a slice, but at least every 1 ms (a flag is then at
+         * most a slice + 1 ms late) and at most every 0.5 ms. */
         double m = cfg->time_slice / 4;
-        rt->monitor_ns = (uint64_t)((m > 0.002 ? 0.002 : m < 0.0005 ? 0.0005 : m) * 1e9);
+        rt->monitor_ns = (uint64_t)((m > 0.001 ? 0.001 : m < 0.0005 ? 0.0005 : m) * 1e9);
     }
     if (gv_timer_start(rt) != 0) {
         *err = GV_E_THREAD;

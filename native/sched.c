@@ -276,6 +276,13 @@ static void worker_park(gv_worker *w) {
     atomic_fetch_and(&rt->idle_mask, ~bit);
 }
 
+static void acct_flush(gv_thr *t) {
+    if (t->acct_g) {
+        t->acct_g->cpu_ticks += gv_ticks() - t->acct_t0;
+        t->acct_g = NULL;
+    }
+}
+
 static gv_gvt *find_runnable(gv_worker *w, gv_thr *t) {
     gv_runtime *rt = w->rt;
     for (;;) {
@@ -294,6 +301,7 @@ static gv_gvt *find_runnable(gv_worker *w, gv_thr *t) {
             return g;
         /* Nothing anywhere: give the GIL and the token up, then look once
          * more, since an enqueuer that saw the token held woke nobody. */
+        acct_flush(t);
         gv_py_worker_release_gil(t);
         atomic_store(&rt->py_owner, -1); /* seq_cst store: a full fence on x86 too */
         atomic_thread_fence(memory_order_seq_cst);
@@ -373,6 +381,10 @@ static int run_one(gv_thr *t, gv_worker *p, gv_gvt *g) {
     if (g->tstate)
         gv_gilstate_switch_in(g->tstate);
     uint64_t t0 = gv_ticks();
+    if (t->acct_g)
+        t->acct_g->cpu_ticks += t0 - t->acct_t0;
+    t->acct_g = g;
+    t->acct_t0 = t0;
     atomic_store_explicit(&p->slice_start, t0, memory_order_relaxed);
     bump(&p->activity);
     /* From here until the switch-out, the monitor may hand p to a spare. */
@@ -390,14 +402,16 @@ static int run_one(gv_thr *t, gv_worker *p, gv_gvt *g) {
     /* Take p back, unless the monitor gave it away (then never touch p). */
     uintptr_t mine = (uintptr_t)t | 1;
     int kept = atomic_compare_exchange_strong(&p->owner, &mine, (uintptr_t)t);
-    g->cpu_ticks += gv_ticks() - t0;
     __atomic_store_n(&t->cur, NULL, __ATOMIC_RELAXED);
     if (kept) {
         atomic_store_explicit(&p->slice_start, 0, memory_order_relaxed);
     } else {
         t->p = NULL;
         p = NULL;
+        acct_flush(t); /* g may run on the new owner's thread next */
     }
+    if (g->after == GV_AFTER_EXIT)
+        t->acct_g = NULL; /* its entry is about to be freed: nothing to charge */
     if (!rt->slots.guard)
         GV_CHECK(*(uint64_t *)(gv_slot_base(&rt->slots, g->slot) + GV_PAGE) == GV_CANARY,
                  "GVThread stack overflow (canary overwritten)");

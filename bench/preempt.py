@@ -1,0 +1,413 @@
+"""Preemption figures: a 10 ms ticker beside a 1 s busy loop, and the cost of safepoints.
+
+**Fairness** (the test of /work/shared/reference/README.md, issue 4's acceptance). One
+busy loop (``while time.monotonic() < end: n += 1``, 1 s) and one ticker run side by side
+on one CPU's worth of scheduling: the ticker's k-th tick is due at ``start + k * 10 ms``
+(k = 1..100, so the schedule spans exactly the busy second) and it sleeps until each one,
+whatever happened before; ``lateness = actual - due``. Reported: the p50 and p99 lateness
+(nearest rank over the 100 ticks, ms) and the ticks that fired while the busy loop was
+still running, per 100 due (``ticks/100``; with ``--quick`` the run lasts 0.5 s and the
+count is scaled to 100). The last tick is due the instant the loop ends, so 99 is the
+usual best. Rows:
+
+- ``gvthread normal``: ``Runtime(workers=1)`` (time slice 10 ms), the busy loop compiled
+  with ``gvthread.compile`` (so it has safepoints), the ticker a Normal-priority GVThread
+  using ``gvthread.sleep_until``. It waits for what is left of the loop's slice, plus
+  up to one monitor period (2 ms at a 10 ms slice) and a timer tick (0.52 ms): its
+  lateness climbs by that much from tick to tick and wraps past a slice, so p50 sits
+  near half a slice and p99 near a slice. Target: p99 <= time slice + 2 ms.
+- ``gvthread high``: the same with a High-priority ticker, which preempts the busy loop
+  as soon as its timer readies it. Target: p99 <= 2 ms.
+- ``threads``: the busy loop in one ``threading.Thread``, the ticker in another with
+  ``time.sleep`` (the GIL's switch interval, 5 ms, bounds its lateness).
+- ``asyncio``: the busy loop is a coroutine that never awaits, the ticker uses
+  ``asyncio.sleep``; ``gevent``: a busy greenlet and ``gevent.sleep``. Both starve the
+  ticker: its ticks all fire after the busy loop, back to back.
+
+The GVThread rows are the "ours" side of the figures; threads is the peer of the Normal
+and High rows, and the Normal row is also set against asyncio and gevent.
+
+**Sharing one run between three lines.** p50, p99 and the tick count are three figures
+but one measurement: each fairness child runs the whole test once, and the figures of
+the same side read the same runs. The first child that needs a side's n-th run makes it
+and stores the whole sample in a scratch directory private to the ``python -m bench``
+process (its parent); the children that later need that run for another metric, or for
+another figure with the same side, read it back instead of running the test again. So
+every run is still made in a fresh child process and the sides still alternate, the
+three lines of a row describe the same runs, and the suite costs one run per side and
+repeat instead of one per figure. Only children whose parent is ``python -m bench
+preempt`` share; the directory is removed by a later run once its owner has exited.
+
+**Safepoint overhead** (``preempt.compile_loop``): ``for i in range(n): x += i`` in a
+function, run inside a GVThread on ``Runtime(workers=1)`` with the default 10 ms time
+slice, compiled with ``gvthread.compile`` (a flag test at the loop's back edge) vs the
+builtin ``compile``; ns per iteration, the best of a few rounds in each child. Target:
+compiled / builtin <= 1.30.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+
+from ._runner import Figure, Side, Target
+from ._util import gc_paused, now_ns
+
+__all__ = ["FIGURES"]
+
+_SLICE = 0.010          # Runtime's default time slice, which the Normal target is built on
+
+# The busy loop, the same source on every side: ours compiles it with gvthread.compile,
+# the peers with the builtin compile.
+BUSY_SRC = '''
+def busy(end):
+    n = 0
+    while time.monotonic() < end:
+        n += 1
+    return n
+'''
+
+LOOP_SRC = '''
+def loop(n):
+    x = 0
+    for i in range(n):
+        x += i
+    return x
+'''
+
+
+def _load(src: str, name: str, compiled: bool):
+    """Function ``name`` of ``src``, compiled by gvthread.compile or by the builtin."""
+    import time
+
+    if compiled:
+        import gvthread
+        code = gvthread.compile(src, f"<bench-{name}>", "exec")
+    else:
+        code = compile(src, f"<bench-{name}>", "exec")
+    ns = {"time": time}
+    exec(code, ns)
+    return ns[name]
+
+
+# -- fairness: one run of each side ----------------------------------------------------
+#
+# Each returns (start, busy_end, [(due, actual), ...]) in time.monotonic() seconds.
+
+def _run_gv(busy_s: float, ticks: int, period: float, priority: str,
+            time_slice: float | None = _SLICE):
+    import time
+
+    import gvthread
+
+    busy = _load(BUSY_SRC, "busy", compiled=True)
+    sleep_until, monotonic = gvthread.sleep_until, time.monotonic
+    ended = [0.0]
+    out: list = []
+
+    def busy_side(end):
+        busy(end)
+        ended[0] = monotonic()
+
+    def ticker(start):
+        append = out.append
+        for k in range(1, ticks + 1):
+            due = start + k * period
+            sleep_until(due)
+            append((due, monotonic()))
+
+    prio = gvthread.Priority[priority.upper()]
+    with gvthread.Runtime(workers=1, time_slice=time_slice) as rt:
+        rt.spawn(busy_side, 0.0).join()      # warm-up: first spawn, first run
+        start = monotonic()
+        b = rt.spawn(busy_side, start + busy_s, name="busy")
+        t = rt.spawn(ticker, start, name="ticker", priority=prio)
+        t.join()
+        b.join()
+        stats = rt.stats()
+    keep = ("preempt_requests", "priority_preempts", "coop_preemptions", "overruns",
+            "handoffs", "switches")
+    return start, ended[0], out, {k: stats[k] for k in keep if k in stats}
+
+
+def _run_threads(busy_s: float, ticks: int, period: float):
+    import threading
+    import time
+
+    busy = _load(BUSY_SRC, "busy", compiled=False)
+    sleep, monotonic = time.sleep, time.monotonic
+    ended = [0.0]
+    out: list = []
+
+    def busy_side(end):
+        busy(end)
+        ended[0] = monotonic()
+
+    def ticker(start):
+        append = out.append
+        for k in range(1, ticks + 1):
+            due = start + k * period
+            d = due - monotonic()
+            if d > 0:
+                sleep(d)
+            append((due, monotonic()))
+
+    start = monotonic()
+    b = threading.Thread(target=busy_side, args=(start + busy_s,), name="busy")
+    t = threading.Thread(target=ticker, args=(start,), name="ticker")
+    b.start()
+    t.start()
+    t.join()
+    b.join()
+    return start, ended[0], out, {"switch_interval": __import__("sys").getswitchinterval()}
+
+
+def _run_asyncio(busy_s: float, ticks: int, period: float):
+    import asyncio
+    import time
+
+    busy = _load(BUSY_SRC, "busy", compiled=False)
+    monotonic = time.monotonic
+    ended = [0.0]
+    out: list = []
+
+    async def busy_side(end):          # a coroutine that never awaits
+        busy(end)
+        ended[0] = monotonic()
+
+    async def ticker(start):
+        append = out.append
+        for k in range(1, ticks + 1):
+            due = start + k * period
+            d = due - monotonic()
+            await asyncio.sleep(d if d > 0 else 0)
+            append((due, monotonic()))
+
+    async def main():
+        start = monotonic()
+        b = asyncio.create_task(busy_side(start + busy_s))
+        t = asyncio.create_task(ticker(start))
+        await asyncio.gather(b, t)
+        return start
+
+    start = asyncio.run(main())
+    return start, ended[0], out, {}
+
+
+def _run_gevent(busy_s: float, ticks: int, period: float):
+    import time
+
+    import gevent
+
+    busy = _load(BUSY_SRC, "busy", compiled=False)
+    monotonic = time.monotonic
+    ended = [0.0]
+    out: list = []
+
+    def busy_side(end):
+        busy(end)
+        ended[0] = monotonic()
+
+    def ticker(start):
+        append = out.append
+        for k in range(1, ticks + 1):
+            due = start + k * period
+            d = due - monotonic()
+            gevent.sleep(d if d > 0 else 0)
+            append((due, monotonic()))
+
+    gevent.sleep(0)                    # start the hub outside the measured second
+    start = monotonic()
+    b = gevent.spawn(busy_side, start + busy_s)
+    t = gevent.spawn(ticker, start)
+    gevent.joinall([b, t], raise_error=True)
+    return start, ended[0], out, {"gevent": gevent.__version__}
+
+
+_IMPLS = {"gvthread": _run_gv, "threads": _run_threads, "asyncio": _run_asyncio,
+          "gevent": _run_gevent}
+
+
+def _pct(sorted_ms: list, p: float) -> float:
+    """Nearest-rank percentile: the smallest value with at least p% of them at or below."""
+    import math
+    k = max(1, math.ceil(p / 100.0 * len(sorted_ms)))
+    return sorted_ms[k - 1]
+
+
+def _measure(impl: str, busy_s: float, ticks: int, period: float, **kw) -> dict:
+    with gc_paused():
+        start, busy_end, out, extra = _IMPLS[impl](busy_s, ticks, period, **kw)
+    if len(out) != ticks:
+        raise RuntimeError(f"{impl}: the ticker fired {len(out)} of {ticks} ticks")
+    lat = sorted((actual - due) * 1e3 for due, actual in out)
+    during = sum(1 for _, actual in out if actual <= busy_end)
+    return {
+        "p50": _pct(lat, 50), "p99": _pct(lat, 99),
+        "ticks": during * 100.0 / ticks,
+        "max_ms": lat[-1], "min_ms": lat[0], "ticks_during": during, "ticks_due": ticks,
+        "busy_s": busy_end - start, **extra,
+    }
+
+
+# -- sharing a run between the p50, p99 and ticks figures ------------------------------
+
+def _proc_start(pid: int):
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            return f.read().rsplit(b")", 1)[1].split()[19].decode()  # field 22: starttime
+    except (OSError, IndexError):
+        return None
+
+
+def _scratch_root() -> str:
+    return os.path.join(tempfile.gettempdir(), f"gvthread-bench-preempt-{os.getuid()}")
+
+
+def _scratch_dir():
+    """The directory shared by the children of this ``python -m bench`` process, or
+    None when our parent is something else (a child run by hand measures every time)."""
+    ppid = os.getppid()
+    try:
+        with open(f"/proc/{ppid}/cmdline", "rb") as f:
+            argv = f.read().split(b"\0")
+    except OSError:
+        return None
+    if b"bench" not in argv or b"preempt" not in argv:
+        return None
+    started = _proc_start(ppid)
+    if started is None:
+        return None
+    root = _scratch_root()
+    os.makedirs(root, mode=0o700, exist_ok=True)
+    mine = f"{ppid}-{started}"
+    for entry in os.listdir(root):          # runs whose bench process has exited
+        pid, _, st = entry.partition("-")
+        if entry != mine and (not pid.isdigit() or _proc_start(int(pid)) != st):
+            shutil.rmtree(os.path.join(root, entry), ignore_errors=True)
+    path = os.path.join(root, mine)
+    os.makedirs(path, exist_ok=True)
+    return path
+
+
+def fairness(impl: str, metric: str, group: str, busy_s: float, ticks: int,
+             period: float, **kw):
+    """``metric`` (p50, p99 or ticks) of one run of the fairness test on ``impl``.
+
+    ``group`` names the figures that share runs: the n-th child asked for a given
+    (side, metric, group) uses the side's n-th run, made by whichever child of the suite
+    needed it first.
+    """
+    params = {"impl": impl, "busy_s": busy_s, "ticks": ticks, "period": period, **kw}
+    side = hashlib.sha1(json.dumps(params, sort_keys=True).encode()).hexdigest()[:16]
+    scratch = _scratch_dir()
+    sample = None
+    if scratch is not None:
+        counter = os.path.join(scratch, f"{side}.{group}.{metric}.n")
+        try:
+            with open(counter) as f:
+                n = int(f.read())
+        except (OSError, ValueError):
+            n = 0
+        with open(counter, "w") as f:
+            f.write(str(n + 1))
+        path = os.path.join(scratch, f"{side}.{n}.json")
+        try:
+            with open(path) as f:
+                sample = json.load(f)
+            sample["reused"] = True
+        except (OSError, ValueError):
+            sample = None
+    if sample is None:
+        sample = _measure(impl, busy_s, ticks, period, **kw)
+        if scratch is not None:
+            tmp = path + ".tmp"
+            with open(tmp, "w") as f:
+                json.dump(sample, f)
+            os.replace(tmp, path)
+        sample["reused"] = False
+    return {"value": sample[metric], "info": sample}
+
+
+# -- safepoint overhead ----------------------------------------------------------------
+
+def compile_loop(compiled: bool, n: int, rounds: int):
+    """ns per iteration of LOOP_SRC inside a GVThread, the best of ``rounds`` runs."""
+    import gvthread
+
+    loop = _load(LOOP_SRC, "loop", compiled=compiled)
+
+    def body():
+        loop(n // 10)                       # warm-up
+        best = None
+        for _ in range(rounds):
+            t0 = now_ns()
+            loop(n)
+            dt = now_ns() - t0
+            best = dt if best is None or dt < best else best
+        return best
+
+    with gvthread.Runtime(workers=1) as rt:
+        with gc_paused():
+            best = rt.spawn(body).join()
+        stats = rt.stats()
+    return {"value": best / n,
+            "info": {"n": n, "rounds": rounds, "best_ns": best,
+                     "coop_preemptions": stats.get("coop_preemptions")}}
+
+
+# -- the figures -----------------------------------------------------------------------
+
+_FAIR = {"busy_s": 1.0, "ticks": 100, "period": 0.010}
+_FAIR_Q = {"busy_s": 0.5, "ticks": 50}
+_LOOP = {"n": 5_000_000, "rounds": 5}
+_LOOP_Q = {"n": 2_000_000, "rounds": 3}
+
+_UNITS = {"p50": "ms", "p99": "ms", "ticks": "ticks/100"}
+
+
+def _side(label: str, impl: str, metric: str, group: str, **kw) -> Side:
+    return Side(label, "fairness", {"impl": impl, "metric": metric, "group": group,
+                                    **_FAIR, **kw}, _FAIR_Q)
+
+
+def _fair_figures() -> list:
+    figs = []
+    rows = [
+        # name, ours, its label, peer, targets per metric
+        ("normal", {"priority": "normal"}, "gvthread normal", "threads",
+         {"p99": (Target("value", "<=", round((_SLICE + 0.002) * 1e3, 3)),),
+          "ticks": (Target("value", ">=", 95),)}),
+        ("high", {"priority": "high"}, "gvthread high", "threads",
+         {"p99": (Target("value", "<=", 2.0),), "ticks": (Target("value", ">=", 95),)}),
+        ("asyncio", {"priority": "normal"}, "gvthread normal", "asyncio", {}),
+        ("gevent", {"priority": "normal"}, "gvthread normal", "gevent", {}),
+    ]
+    for name, ours_kw, ours_label, peer, targets in rows:
+        for metric in ("p50", "p99", "ticks"):
+            what = {"p50": "p50 lateness", "p99": "p99 lateness",
+                    "ticks": "ticks during the busy second (per 100)"}[metric]
+            figs.append(Figure(
+                f"preempt.{name}_{metric}", _UNITS[metric],
+                ours=_side("gvthread", "gvthread", metric, name, **ours_kw),
+                peer=_side(peer, peer, metric, name),
+                targets=targets.get(metric, ()),
+                doc=f"{what} of a 10 ms ticker beside a 1 s busy loop: {ours_label} "
+                    f"(Runtime(workers=1), loop built by gvthread.compile) vs {peer}",
+            ))
+    return figs
+
+
+FIGURES = _fair_figures() + [
+    Figure(
+        "preempt.compile_loop", "ns/iter",
+        ours=Side("gvthread", "compile_loop", {"compiled": True, **_LOOP}, _LOOP_Q),
+        peer=Side("builtin", "compile_loop", {"compiled": False, **_LOOP}, _LOOP_Q),
+        targets=(Target("ratio", "<=", 1.30),),
+        doc="`for i in range(n): x += i` inside a GVThread, compiled by gvthread.compile "
+            "vs the builtin compile (safepoint overhead)",
+    ),
+]
