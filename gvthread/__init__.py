@@ -30,7 +30,8 @@ from gvthread._core import (  # noqa: E402
 )
 from gvthread._timeout import timeout  # noqa: E402
 from gvthread._compile import compile  # noqa: E402,A001 - gvthread.compile, on purpose
-from gvthread._runtime import Runtime, runtime, spawn  # noqa: E402
+from gvthread._runtime import Runtime, native_include, runtime, spawn  # noqa: E402
+from gvthread._core import native_api  # noqa: E402
 from gvthread._types import GVThreadInfo, Priority, State, WaitKind  # noqa: E402
 from gvthread._sync import (  # noqa: E402
     Barrier,
@@ -52,6 +53,8 @@ from gvthread._scope import Scope, scope  # noqa: E402
 __version__ = "0.1.0"
 
 __all__ = [
+    "native_api",
+    "native_include",
     "compile",
     "CLOSED",
     "Cancelled",

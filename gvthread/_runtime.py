@@ -124,6 +124,19 @@ class Runtime:
         (Each instance replaces this method by the C one, which does the same.)"""
         return self._core.spawn(fn, *args, name=name, priority=priority, **kwargs)
 
+    def spawn_native(self, fn: Any, arg: Any = None, *, name: Optional[str] = None,
+                     priority: Any = Priority.NORMAL):
+        """Start the C function `void fn(void *arg)` as a native GVThread: it runs on a
+        GVThread stack without the GIL, in parallel with other native GVThreads, and
+        reaches the runtime through gvthread.native_api() (gvthread_native.h, in
+        gvthread.native_include()).  `fn` is a cffi function pointer (or its address as
+        an int), `arg` a cffi pointer, an int address, or None.  Returns a Handle whose
+        join() returns None.  The function must not call into Python."""
+        prio = priority if type(priority) is int and 0 <= priority <= 3 else coerce_priority(priority)
+        if name is not None and not isinstance(name, str):
+            raise TypeError("name must be a str")
+        return self._core.spawn_native(_address(fn, "fn"), _address(arg, "arg"), prio, name)
+
     # -- inspection ------------------------------------------------------
     def snapshot(self) -> list[GVThreadInfo]:
         """One record per live GVThread (racy by nature: states may move on)."""
@@ -195,6 +208,26 @@ class Runtime:
         state = "closed" if self._closed else "running"
         return (f"<gvthread.Runtime {state} workers={self.workers} "
                 f"stack_size={self.stack_size} max_gvthreads={self.max_gvthreads}>")
+
+
+def _address(obj: Any, what: str) -> int:
+    """An int address from an int, None, or a cffi pointer of any FFI instance."""
+    if obj is None:
+        return 0
+    if isinstance(obj, int) and not isinstance(obj, bool):
+        if obj < 0:
+            raise ValueError(f"{what}: negative address")
+        return obj
+    try:
+        return int(ffi.cast("uintptr_t", obj))
+    except TypeError:
+        raise TypeError(f"{what} must be a cffi pointer or an int address, "
+                        f"not {type(obj).__name__}") from None
+
+
+def native_include() -> str:
+    """The directory holding gvthread_native.h, for cffi's include_dirs."""
+    return os.path.join(os.path.dirname(os.path.abspath(__file__)), "include")
 
 
 _default: Optional[Runtime] = None

@@ -121,7 +121,7 @@ struct gv_gvt {
     uint8_t prio;               /* 0 = critical .. 3 = low */
     uint8_t after;              /* enum gv_after, set by the GVThread itself */
     uint8_t wait_kind;          /* enum gv_wait_kind, for inspection */
-    uint8_t pad0;
+    uint8_t native;             /* 1: a C function run without the GIL */
     uint32_t slot;              /* stack slot, GV_NO_SLOT until the first run */
     uint32_t meta;              /* index of this struct in rt->metas */
     int32_t last_worker;        /* -1 before the first run */
@@ -140,6 +140,8 @@ struct gv_gvt {
     uint64_t cpu_ticks;         /* TSC ticks spent switched in */
     uint32_t ptimer_seq;        /* park the park timer belongs to */
     gv_tnode ptimer;            /* the park timeout (timer.c) */
+    void (*nfn)(void *);        /* native GVThreads: the function and its argument */
+    void *narg;
     void *tstate;               /* PyThreadState*, NULL when not alive in Python */
     void *task;                 /* strong ref to the Handle (PyObject*) */
     void *chunk_hint;           /* in-slot first data-stack chunk, until taken */
@@ -238,7 +240,8 @@ struct gv_thr {
     /* 3.11 only (pybridge.h, "Keeping the GIL"): this thread holds the GIL
      * with no tstate attached, between two Python GVThreads. */
     int holds_gil;
-    void *idle_ts;              /* tstate used only to release the GIL */
+    void *idle_ts;              /* tstate used only to release (3.11) or take the GIL
+                                   from the scheduler stack */
 #if GV_ASAN
     const void *asan_stack_lo;
     size_t asan_stack_size;
@@ -266,6 +269,7 @@ struct gv_worker {
     uint64_t mon_slice;         /* monitor-private: slice_start of the flagged slice */
     int mon_overrun;            /* monitor-private: overrun already handled */
     gv_runq local;
+    gv_runq nlocal;             /* native GVThreads: any thread may run them */
 } __attribute__((aligned(GV_CACHELINE)));
 GV_CT_ASSERT(sizeof(gv_worker) % GV_CACHELINE == 0, "worker is whole cache lines");
 
@@ -322,6 +326,7 @@ struct gv_runtime {
     struct gv_slots slots;      /* stacks */
     struct gv_slots metas;      /* gv_gvt array; an entry per live GVThread */
     gv_runq global;
+    gv_runq nglobal;            /* native GVThreads from outside a worker */
     gv_worker *workers;
     int nworkers;
     gv_thr *thrs;               /* nworkers + max_spare threads, made on demand */
@@ -386,6 +391,13 @@ static inline gv_gvt *gv_meta_at(gv_runtime *rt, uint32_t i) {
 }
 /* Defined by pybridge.c: runs the Python callable of g on g's stack. */
 void gv_py_run(gv_gvt *g);
+/* Defined by pybridge.c: complete the Handle of a native GVThread that ended
+ * (takes the GIL with the thread's own tstate). */
+void gv_py_native_exit(gv_thr *t, gv_gvt *g);
+/* A native GVThread: fn(arg) without the GIL; task may be NULL (detached). */
+uint64_t gv_spawn_native_raw(gv_runtime *rt, int prio, void *task, void (*fn)(void *), void *arg);
+struct gv_native_api;
+const struct gv_native_api *gv_native_api_get(void);
 /* Defined by pybridge.c: worker-side GIL bookkeeping (no-ops on 3.12+). */
 void gv_py_worker_init(gv_thr *t);
 void gv_py_worker_release_gil(gv_thr *t);

@@ -425,6 +425,29 @@ void gv_py_run(gv_gvt *g) {
 #endif
 }
 
+/* On the thread's scheduler stack, no GIL held: a native GVThread ended. */
+void gv_py_native_exit(gv_thr *t, gv_gvt *g) {
+    /* finish_exit() counts every exit out of `exiting`; natives count in here. */
+    atomic_fetch_add_explicit(&g->rt->exiting, 1, memory_order_release);
+    HandleObject *h = g->task;
+    if (!h)
+        return; /* detached (spawned from C): nobody to tell */
+    PyThreadState *ts = t->idle_ts;
+    if (!ts) {
+        ts = PyThreadState_New((PyInterpreterState *)g->rt->interp);
+        GV_CHECK(ts != NULL, "PyThreadState_New failed");
+        gv_gilstate_switch_out(ts);
+        t->idle_ts = ts;
+    }
+    gv_gilstate_switch_in(ts);
+    PyEval_RestoreThread(ts);
+    finish_handle(h, Py_NewRef(Py_None), NULL);
+    g->task = NULL;
+    Py_DECREF(h);
+    PyEval_SaveThread();
+    gv_gilstate_switch_out(ts);
+}
+
 /* ------------------------------------------------------------ Core */
 
 typedef struct {
@@ -648,7 +671,7 @@ static gv_gvt *scan_next(gv_runtime *rt, uint32_t *pos) {
     while (*pos < hw) {
         gv_gvt *g = gv_meta_at(rt, (*pos)++);
         uint32_t st = atomic_load_explicit(&g->state, memory_order_acquire);
-        if (st != GV_FREE && g->task)
+        if (st != GV_FREE && (g->task || g->native))
             return g;
     }
     return NULL;
@@ -666,7 +689,8 @@ static PyObject *core_snapshot(CoreObject *self, PyObject *unused) {
     uint32_t pos = 0;
     for (gv_gvt *g; (g = scan_next(rt, &pos));) {
         uint32_t state = atomic_load_explicit(&g->state, memory_order_relaxed);
-        PyObject *name = handle_get_name((HandleObject *)g->task, NULL);
+        PyObject *name = g->task ? handle_get_name((HandleObject *)g->task, NULL)
+                                 : PyUnicode_FromFormat("native-%llu", (unsigned long long)g->id);
         PyObject *t = name ? Py_BuildValue(
             "(KNNNNdNKiKdI)", (unsigned long long)g->id, name,
             enum_member(state_enum_members, (long)state),
@@ -732,6 +756,58 @@ static PyObject *core_stack(CoreObject *self, PyObject *arg) {
     return list;
 }
 
+/* spawn_native(fn_addr, arg_addr, prio, name) -> Handle */
+static PyObject *core_spawn_native(CoreObject *self, PyObject *args) {
+    unsigned long long fn, arg;
+    int prio;
+    PyObject *name;
+    if (!PyArg_ParseTuple(args, "KKiO:spawn_native", &fn, &arg, &prio, &name) ||
+        core_check(self) < 0)
+        return NULL;
+    if (!fn) {
+        PyErr_SetString(PyExc_ValueError, "spawn_native: null function pointer");
+        return NULL;
+    }
+    if (prio < 0 || prio >= GV_NPRIO) {
+        PyErr_Format(PyExc_ValueError, "unknown priority %d", prio);
+        return NULL;
+    }
+    HandleObject *h = PyObject_GC_New(HandleObject, &HandleType);
+    if (!h)
+        return NULL;
+    h->id = 0;
+    h->name = name == Py_None ? NULL : Py_NewRef(name);
+    h->prio = prio;
+    h->final_state = GV_CREATED;
+    h->g = NULL;
+    h->fn = h->args = h->kwargs = h->ctx = NULL;
+    h->result = h->exc = NULL;
+    atomic_store_explicit(&h->lock.v, 0, memory_order_relaxed);
+    atomic_store_explicit(&h->done, 0, memory_order_relaxed);
+    h->cancel_requested = 0;
+    h->waiters = (gv_wlist){NULL, NULL, 0};
+    PyObject_GC_Track(h);
+    gv_gvt *g;
+    int rc = gv_spawn_prepare(self->rt, prio, h, &g);
+    if (rc != GV_OK) {
+        Py_DECREF(h);
+        if (rc == GV_E_EXHAUSTED)
+            PyErr_Format(SlotsExhausted, "all %u GVThread slots are in use (max_gvthreads)",
+                         self->rt->cfg.max_gvthreads);
+        else
+            PyErr_SetString(RuntimeShutdownError, "the runtime is shut down");
+        return NULL;
+    }
+    g->native = 1;
+    g->nfn = (void (*)(void *))(uintptr_t)fn;
+    g->narg = (void *)(uintptr_t)arg;
+    h->g = g;
+    h->id = g->id;
+    Py_INCREF(h); /* held by the GVThread until it ends */
+    gv_spawn_start(g);
+    return (PyObject *)h;
+}
+
 static PyObject *core_recursion_units(CoreObject *self, PyObject *unused) {
     (void)unused;
     if (core_check(self) < 0)
@@ -746,6 +822,7 @@ static PyMethodDef core_methods[] = {
     {"stack", (PyCFunction)core_stack, METH_O, NULL},
     {"recursion_units", (PyCFunction)core_recursion_units, METH_NOARGS, NULL},
     {"detach", (PyCFunction)core_detach, METH_NOARGS, NULL},
+    {"spawn_native", (PyCFunction)core_spawn_native, METH_VARARGS, NULL},
     {NULL, NULL, 0, NULL},
 };
 
@@ -830,6 +907,12 @@ static PyObject *mod_spawn(PyObject *m, PyObject *const *args, Py_ssize_t nargsf
     return r;
 }
 
+static PyObject *mod_native_api(PyObject *m, PyObject *unused) {
+    (void)m;
+    (void)unused;
+    return PyLong_FromVoidPtr((void *)gv_native_api_get());
+}
+
 static PyObject *mod_set_hooks(PyObject *m, PyObject *args) {
     (void)m;
     PyObject *coercer, *getter;
@@ -869,6 +952,8 @@ static PyMethodDef mod_methods[] = {
      "Bytes of C stack left below the caller (None outside a GVThread)."},
     {"set_enums", mod_set_enums, METH_VARARGS, NULL},
     {"set_hooks", mod_set_hooks, METH_VARARGS, NULL},
+    {"native_api", mod_native_api, METH_NOARGS,
+     "Address of the gv_native_api function table (native/gvthread_native.h)."},
     {"spawn", (PyCFunction)(void (*)(void))mod_spawn, METH_FASTCALL | METH_KEYWORDS,
      "spawn(fn, *args, name=None, priority=Priority.NORMAL, **kwargs) -> Handle\n\n"
      "Start fn(*args, **kwargs) as a GVThread on the runtime of the calling\n"

@@ -35,6 +35,7 @@
  * token go, in program order.
  */
 #include "gv_internal.h"
+#include "gvthread_native.h"
 
 #include <errno.h>
 #include <malloc.h>
@@ -117,6 +118,16 @@ bool gv_any_work(gv_runtime *rt) {
     return false;
 }
 
+/* Native GVThreads need no token: any idle thread may take them. */
+static bool native_work(gv_runtime *rt) {
+    if (atomic_load_explicit(&rt->nglobal.len, memory_order_relaxed))
+        return true;
+    for (int i = 0; i < rt->nworkers; i++)
+        if (atomic_load_explicit(&rt->workers[i].nlocal.len, memory_order_relaxed))
+            return true;
+    return false;
+}
+
 static inline void rq_push(gv_runtime *rt, gv_runq *q, gv_gvt *g) {
     (void)rt;
     gv_runq_push(q, g);
@@ -132,6 +143,30 @@ static inline gv_gvt *rq_pop(gv_runtime *rt, gv_runq *q, int prio) {
 void gv_worker_wake(gv_worker *w) {
     atomic_store(&w->park_word, 1);
     gv_futex_wake(&w->park_word, 1);
+}
+
+static void wake_one_idle(gv_runtime *rt) {
+    for (;;) {
+        uint64_t m = atomic_load(&rt->idle_mask);
+        if (!m)
+            return;
+        unsigned start = atomic_fetch_add_explicit(&rt->wake_rr, 1, memory_order_relaxed) %
+                         (unsigned)rt->nworkers;
+        uint64_t rot = (m >> start) | (start ? m << (64 - start) : 0);
+        int i = (int)((__builtin_ctzll(rot) + start) % 64);
+        uint64_t bit = 1ull << i;
+        if (atomic_compare_exchange_weak(&rt->idle_mask, &m, m & ~bit)) {
+            gv_worker_wake(&rt->workers[i]);
+            return;
+        }
+    }
+}
+
+/* Native work: wake a sleeper whoever holds the token (a Dekker pair with
+ * worker_park as for Python work). */
+static void notify_native(gv_runtime *rt) {
+    atomic_thread_fence(memory_order_seq_cst);
+    wake_one_idle(rt);
 }
 
 /* Called after making work runnable.  If a worker holds the Python token it
@@ -180,6 +215,11 @@ void gv_ready(gv_gvt *g) {
     GV_CHECK(st == GV_CREATED || st == GV_BLOCKED, "bad GVThread state: made runnable twice");
     atomic_store_explicit(&g->state, GV_READY, memory_order_relaxed);
     gv_thr *t = cur_thr();
+    if (g->native) {
+        rq_push(rt, (t && t->rt == rt && t->p) ? &t->p->nlocal : &rt->nglobal, g);
+        notify_native(rt);
+        return;
+    }
     gv_runq *q = &rt->global;
     if (t && t->rt == rt && t->p) {
         q = &t->p->local;
@@ -266,7 +306,8 @@ static void worker_park(gv_worker *w) {
     atomic_store(&w->park_word, 0);
     atomic_fetch_or(&rt->idle_mask, bit);
     atomic_thread_fence(memory_order_seq_cst); /* pairs with notify's */
-    if (atomic_load(&rt->stopping) || (any_work(rt) && atomic_load(&rt->py_owner) == -1)) {
+    if (atomic_load(&rt->stopping) || native_work(rt) ||
+        (any_work(rt) && atomic_load(&rt->py_owner) == -1)) {
         atomic_fetch_and(&rt->idle_mask, ~bit);
         return;
     }
@@ -283,12 +324,40 @@ static void acct_flush(gv_thr *t) {
     }
 }
 
+static gv_gvt *pick_native(gv_worker *w) {
+    gv_runtime *rt = w->rt;
+    gv_gvt *g = NULL;
+    if (atomic_load_explicit(&w->nlocal.bitmap, memory_order_relaxed))
+        g = gv_runq_pop(&w->nlocal, -1);
+    if (!g && atomic_load_explicit(&rt->nglobal.bitmap, memory_order_relaxed))
+        g = gv_runq_pop(&rt->nglobal, -1);
+    for (int i = 1; !g && i < rt->nworkers; i++) {
+        gv_worker *v = &rt->workers[(w->idx + i) % rt->nworkers];
+        if (atomic_load_explicit(&v->nlocal.bitmap, memory_order_relaxed) &&
+            (g = gv_runq_pop(&v->nlocal, -1)))
+            w->stats.steals++;
+    }
+    return g;
+}
+
+/* Give the Python token (and on 3.11 the GIL) up. */
+static void drop_token(gv_worker *w, gv_thr *t) {
+    acct_flush(t);
+    gv_py_worker_release_gil(t);
+    atomic_store(&w->rt->py_owner, -1); /* seq_cst store: a full fence on x86 too */
+    atomic_thread_fence(memory_order_seq_cst);
+}
+
 static gv_gvt *find_runnable(gv_worker *w, gv_thr *t) {
     gv_runtime *rt = w->rt;
     for (;;) {
         if (atomic_load_explicit(&rt->stopping, memory_order_relaxed))
             return NULL;
         if (atomic_load_explicit(&rt->py_owner, memory_order_relaxed) != w->idx) {
+            /* Without the token: native work first, then try for the token. */
+            gv_gvt *n = pick_native(w);
+            if (n)
+                return n;
             int expect = -1;
             if (!any_work(rt) ||
                 !atomic_compare_exchange_strong(&rt->py_owner, &expect, w->idx)) {
@@ -299,13 +368,19 @@ static gv_gvt *find_runnable(gv_worker *w, gv_thr *t) {
         gv_gvt *g = pick(w);
         if (g)
             return g;
+        /* No Python work: a native GVThread may run long, so give the token
+         * up first; whoever wants it next can take it. */
+        g = pick_native(w);
+        if (g) {
+            drop_token(w, t);
+            if (any_work(rt))
+                notify(rt);
+            return g;
+        }
         /* Nothing anywhere: give the GIL and the token up, then look once
          * more, since an enqueuer that saw the token held woke nobody. */
-        acct_flush(t);
-        gv_py_worker_release_gil(t);
-        atomic_store(&rt->py_owner, -1); /* seq_cst store: a full fence on x86 too */
-        atomic_thread_fence(memory_order_seq_cst);
-        if (any_work(rt))
+        drop_token(w, t);
+        if (any_work(rt) || native_work(rt))
             continue;
         if (atomic_load(&rt->live) == 0) {
             gv_slots_reset_if_empty(&rt->metas, 0);
@@ -380,6 +455,8 @@ static int run_one(gv_thr *t, gv_worker *p, gv_gvt *g) {
     __atomic_store_n(&t->cur, g, __ATOMIC_RELAXED);
     if (g->tstate)
         gv_gilstate_switch_in(g->tstate);
+    else if (g->native)
+        gv_py_worker_release_gil(t); /* 3.11: a native GVThread runs without the GIL */
     uint64_t t0 = gv_ticks();
     if (t->acct_g)
         t->acct_g->cpu_ticks += t0 - t->acct_t0;
@@ -430,6 +507,12 @@ static int run_one(gv_thr *t, gv_worker *p, gv_gvt *g) {
                 p->stats.yields++;
             atomic_store_explicit(&g->state, GV_READY, memory_order_relaxed);
         }
+        if (g->native) {
+            rq_push(rt, p ? &p->nlocal : &rt->nglobal, g);
+            if (!p)
+                notify_native(rt);
+            break;
+        }
         if (!p) {
             rq_push(rt, &rt->global, g);
             notify(rt);
@@ -460,6 +543,8 @@ static int run_one(gv_thr *t, gv_worker *p, gv_gvt *g) {
     }
     case GV_AFTER_EXIT:
         atomic_store_explicit(&g->state, GV_FINISHED, memory_order_relaxed);
+        if (g->native)
+            gv_py_native_exit(t, g);
         finish_exit(rt, g);
         break;
     default:
@@ -576,7 +661,10 @@ static void gv_entry(void *arg) {
 #if GV_ASAN
     __sanitizer_finish_switch_fiber(NULL, NULL, NULL);
 #endif
-    gv_py_run(g);
+    if (g->native)
+        g->nfn(g->narg); /* no GIL, no tstate: plain C on this stack */
+    else
+        gv_py_run(g);
     gv_thr *t = cur_thr();
     g->after = GV_AFTER_EXIT;
 #if GV_ASAN
@@ -684,3 +772,82 @@ int gv_thr_start(gv_runtime *rt, gv_worker *p) {
     atomic_fetch_add(&rt->nthrs, 1);
     return 0;
 }
+
+/* ---------------------------------------------------------------- native C API */
+
+static gv_gvt *native_self(void) {
+    gv_thr *t = cur_thr();
+    gv_gvt *g = t ? t->cur : NULL;
+    return g && g->native ? g : NULL;
+}
+
+static void napi_yield(void) {
+    if (native_self())
+        gv_yield();
+}
+
+static int napi_safepoint(void) {
+    gv_gvt *g = native_self();
+    if (!g)
+        return 0;
+    gv_safepoint_tick();
+    if (atomic_load_explicit(&g->preempt, memory_order_relaxed)) {
+        atomic_store_explicit(&g->preempt, 0, memory_order_relaxed);
+        gv_preempt_yield();
+    }
+    return (atomic_load_explicit(&g->intr, memory_order_relaxed) & GV_INT_CANCEL) != 0;
+}
+
+struct napi_sleep { gv_gvt *g; uint64_t deadline; };
+
+static void napi_sleep_unlock(void *arg) {
+    struct napi_sleep *s = arg;
+    gv_park_timer_arm(s->g, s->deadline);
+}
+
+static void napi_sleep_ns(uint64_t ns) {
+    gv_gvt *g = native_self();
+    if (!g)
+        return;
+    if (ns == 0) {
+        gv_yield();
+        return;
+    }
+    g->wait_kind = GV_WAIT_SLEEP;
+    g->park_seq = atomic_load(&g->wake_seq);
+    struct napi_sleep s = {g, gv_now_ns() + ns};
+    gv_park(napi_sleep_unlock, &s);
+    g->wait_kind = GV_WAIT_NONE;
+    gv_park_timer_cancel(g);
+}
+
+static uint64_t napi_current_id(void) {
+    gv_gvt *g = native_self();
+    return g ? g->id : 0;
+}
+
+uint64_t gv_spawn_native_raw(gv_runtime *rt, int prio, void *task, void (*fn)(void *), void *arg) {
+    gv_gvt *g;
+    if (gv_spawn_prepare(rt, prio, task, &g) != GV_OK)
+        return 0;
+    g->native = 1;
+    g->nfn = fn;
+    g->narg = arg;
+    uint64_t id = g->id;
+    gv_spawn_start(g);
+    return id;
+}
+
+static uint64_t napi_spawn(void (*fn)(void *), void *arg) {
+    gv_gvt *g = native_self();
+    if (!g || !fn)
+        return 0;
+    return gv_spawn_native_raw(g->rt, g->prio, NULL, fn, arg);
+}
+
+static const gv_native_api native_api = {
+    GV_NATIVE_API_VERSION, sizeof(gv_native_api), napi_yield, napi_safepoint, napi_sleep_ns,
+    napi_current_id, napi_spawn,
+};
+
+const gv_native_api *gv_native_api_get(void) { return &native_api; }

@@ -1,0 +1,40 @@
+/* gvthread_native.h -- the C API for native GVThreads.
+ *
+ * A native GVThread is a C function `void fn(void *arg)` that runs on a
+ * GVThread stack without the GIL, in parallel with other native GVThreads
+ * on the runtime's workers (gvthread.Runtime.spawn_native).  From inside one,
+ * reach the runtime through the function table whose address
+ * gvthread.native_api() returns:
+ *
+ *     const gv_native_api *api = (const gv_native_api *)(uintptr_t)addr;
+ *     for (...) { work(); if (api->safepoint()) return;  // cancelled
+ *     }
+ *
+ * Every function must be called from a native GVThread (they do nothing, or
+ * return 0, elsewhere).  Include this header in your cffi module's source.
+ */
+#ifndef GVTHREAD_NATIVE_H
+#define GVTHREAD_NATIVE_H
+
+#include <stdint.h>
+
+#define GV_NATIVE_API_VERSION 1
+
+typedef struct gv_native_api {
+    uint32_t version;               /* GV_NATIVE_API_VERSION */
+    uint32_t size;                  /* sizeof(gv_native_api) */
+    /* Let other GVThreads run. */
+    void (*yield_now)(void);
+    /* Yield if the time slice ran out (or a higher priority waits); cheap
+     * otherwise.  Returns 1 if the GVThread was cancelled: return soon. */
+    int (*safepoint)(void);
+    /* Park for ns nanoseconds (the worker runs others meanwhile). */
+    void (*sleep_ns)(uint64_t ns);
+    /* Id of the calling GVThread (0 outside one). */
+    uint64_t (*current_id)(void);
+    /* Start fn(arg) as a detached native GVThread on the caller's runtime;
+     * returns its id, 0 if the runtime is out of slots or shutting down. */
+    uint64_t (*spawn)(void (*fn)(void *), void *arg);
+} gv_native_api;
+
+#endif

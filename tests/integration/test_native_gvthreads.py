@@ -1,0 +1,98 @@
+"""Native GVThreads: C functions on GVThread stacks, without the GIL, in parallel,
+next to Python GVThreads, reaching the runtime through gvthread.native_api()."""
+import importlib.util
+import os
+import sys
+import time
+
+import pytest
+
+import gvthread
+from gvthread import Runtime, State
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+
+@pytest.fixture(scope="module")
+def nat(tmp_path_factory):
+    sys.path.insert(0, os.path.join(HERE, "native"))
+    import natdemo
+    path = natdemo.build(tmp_path_factory.mktemp("natdemo"))
+    spec = importlib.util.spec_from_file_location("_gvnatdemo", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def job(nat, **kw):
+    return nat.ffi.new("job *", dict(api=gvthread.native_api(), **kw))
+
+
+def test_native_gvthreads_run_in_parallel_without_the_gil(nat):
+    nat.lib.arrived = 0
+    with Runtime(workers=2) as rt:
+        jobs = [job(nat, n=2) for _ in range(2)]
+        hs = [rt.spawn_native(nat.lib.rendezvous, j, name=f"rv{i}") for i, j in enumerate(jobs)]
+        assert [h.join(timeout=30) for h in hs] == [None, None]
+        assert [j.timed_out for j in jobs] == [0, 0]      # both ran at the same time
+        assert all(h.state == State.FINISHED for h in hs)
+
+
+def test_python_keeps_running_beside_busy_natives(nat):
+    with Runtime(workers=2) as rt:
+        jobs = [job(nat, n=300_000_000) for _ in range(2)]
+        hs = [rt.spawn_native(nat.lib.spin_safepoints, j) for j in jobs]
+        gaps = []
+
+        def ticker():
+            last = time.monotonic()
+            for _ in range(20):
+                gvthread.sleep(0.01)
+                now = time.monotonic()
+                gaps.append(now - last)
+                last = now
+
+        rt.spawn(ticker).join(timeout=30)
+        for h in hs:
+            h.join(timeout=60)
+        assert max(gaps) < 0.1, max(gaps)
+        assert all(j.out != 0 for j in jobs)
+        st = rt.stats()
+        assert st["coop_preemptions"] >= 1             # natives yield at their safepoints
+
+
+def test_snapshot_cancel_sleep_spawn(nat):
+    with Runtime(workers=2) as rt:
+        j = job(nat, n=10**12)                          # would spin for ever
+        h = rt.spawn_native(nat.lib.spin_safepoints, j, name="forever")
+        deadline = time.monotonic() + 10
+        while h.state != State.RUNNING and time.monotonic() < deadline:
+            time.sleep(0.001)
+        rows = {r.id: r for r in rt.snapshot()}
+        assert rows[h.id].name == "forever"
+        assert rt.stack(h.id) == []                     # no Python frames in a native
+        assert h.cancel() is True
+        assert h.join(timeout=10) is None and j.cancelled == 1
+
+        s = job(nat, n=30_000_000)                      # 30 ms
+        rt.spawn_native(nat.lib.sleeper, s).join(timeout=10)
+        assert s.out >= 30_000_000
+
+        sp = job(nat, n=50)
+        rt.spawn_native(nat.lib.spawner, sp).join(timeout=10)
+        assert sp.out == 50                             # 50 detached native children ran
+
+        k = job(nat, n=1000)
+        hk = rt.spawn_native(nat.lib.spin, k)
+        hk.join(timeout=10)
+        assert k.id == hk.id
+
+
+def test_spawn_native_bad_input(nat):
+    with Runtime(workers=1) as rt:
+        with pytest.raises(ValueError):
+            rt.spawn_native(0)
+        with pytest.raises(TypeError):
+            rt.spawn_native("not a pointer")
+        with pytest.raises(ValueError):
+            rt.spawn_native(nat.lib.spin, job(nat, n=1), priority="urgent")
