@@ -398,6 +398,8 @@ void gv_py_native_exit(gv_thr *t, gv_gvt *g);
 uint64_t gv_spawn_native_raw(gv_runtime *rt, int prio, void *task, void (*fn)(void *), void *arg);
 struct gv_native_api;
 const struct gv_native_api *gv_native_api_get(void);
+int gv_chan_native_send(void *chan, int64_t value);   /* pychan.c */
+int gv_chan_native_recv(void *chan, int64_t *value);
 /* Defined by pybridge.c: worker-side GIL bookkeeping (no-ops on 3.12+). */
 void gv_py_worker_init(gv_thr *t);
 void gv_py_worker_release_gil(gv_thr *t);

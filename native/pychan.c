@@ -27,6 +27,7 @@
 
 PyObject *gv_ChannelClosed;
 static PyObject *closed_sentinel; /* gvthread.CLOSED: a select on a closed channel */
+static PyObject *str_int64, *str_object;
 
 #define CH_WAKE_CLOSED 1
 
@@ -37,6 +38,7 @@ typedef struct ChannelObject {
     PyObject **buf;
     Py_ssize_t head, len;
     int closed;
+    int i64;                    /* items are raw int64 values, not objects */
     gv_wlist sendq, recvq;
     uint64_t id;
     PyObject *name;
@@ -48,15 +50,25 @@ static PyTypeObject ChannelType;
 static ChannelObject *registry;
 
 static int ch_init(ChannelObject *ch, PyObject *args, PyObject *kw) {
-    static char *kwlist[] = {"capacity", "name", NULL};
+    static char *kwlist[] = {"capacity", "name", "kind", NULL};
     Py_ssize_t cap = 0;
     PyObject *name = Py_None;
+    const char *kind = "object";
     if (ch->id) {
         PyErr_SetString(PyExc_RuntimeError, "Channel.__init__ called twice");
         return -1;
     }
-    if (!PyArg_ParseTupleAndKeywords(args, kw, "|nO:Channel", kwlist, &cap, &name))
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "|nOs:Channel", kwlist, &cap, &name, &kind))
         return -1;
+    if (strcmp(kind, "object") == 0) {
+        ch->i64 = 0;
+    } else if (strcmp(kind, "int64") == 0) {
+        ch->i64 = 1;
+    } else {
+        PyErr_Format(PyExc_ValueError, "channel kind must be 'object' or 'int64', not %R",
+                     PyTuple_Size(args) > 2 ? PyTuple_GET_ITEM(args, 2) : Py_None);
+        return -1;
+    }
     if (cap < 0) {
         PyErr_SetString(PyExc_ValueError, "channel capacity must be >= 0");
         return -1;
@@ -83,7 +95,7 @@ static int ch_init(ChannelObject *ch, PyObject *args, PyObject *kw) {
 }
 
 static int ch_traverse(ChannelObject *ch, visitproc visit, void *arg) {
-    for (Py_ssize_t i = 0; i < ch->len; i++)
+    for (Py_ssize_t i = 0; !ch->i64 && i < ch->len; i++)
         Py_VISIT(ch->buf[(ch->head + i) % ch->cap]);
     Py_VISIT(ch->name);
     return 0;
@@ -96,7 +108,8 @@ static int ch_clear(ChannelObject *ch) {
         ch->buf[ch->head] = NULL;
         ch->head = (ch->head + 1) % ch->cap;
         ch->len--;
-        Py_DECREF(o);
+        if (!ch->i64)
+            Py_DECREF(o);
     }
     Py_CLEAR(ch->name);
     return 0;
@@ -119,53 +132,85 @@ static void ch_dealloc(ChannelObject *ch) {
     Py_TYPE(ch)->tp_free((PyObject *)ch);
 }
 
-static void buf_push(ChannelObject *ch, PyObject *o) {
-    ch->buf[(ch->head + ch->len) % ch->cap] = o;
+static void buf_push(ChannelObject *ch, void *o) {
+    ch->buf[(ch->head + ch->len) % ch->cap] = (PyObject *)o;
     ch->len++;
 }
 
-static PyObject *buf_pop(ChannelObject *ch) {
-    PyObject *o = ch->buf[ch->head];
+static void *buf_pop(ChannelObject *ch) {
+    void *o = ch->buf[ch->head];
     ch->buf[ch->head] = NULL;
     ch->head = (ch->head + 1) % ch->cap;
     ch->len--;
     return o;
 }
 
-/* Under ch->lock.  Returns 1 and gives the item away (a new reference to the
- * receiver or the buffer) if a send can complete now. */
-static int try_send_locked(ChannelObject *ch, PyObject *item) {
+/* Items travel as `void *`: a PyObject* on object channels, a raw int64 on
+ * int64 channels.  A blocked sender lends its item; whoever takes it makes
+ * it owned (a new reference for an object). */
+static inline void *item_take(ChannelObject *ch, void *lent) {
+    return ch->i64 ? lent : (void *)Py_NewRef((PyObject *)lent);
+}
+
+/* Python value -> item to lend (borrowed object, or the int64); -1 on error. */
+static int item_from_py(ChannelObject *ch, PyObject *o, void **out) {
+    if (!ch->i64) {
+        *out = o;
+        return 0;
+    }
+    long long v = PyLong_AsLongLong(o);
+    if (v == -1 && PyErr_Occurred()) {
+        if (PyErr_ExceptionMatches(PyExc_TypeError)) {
+            PyErr_Clear();
+            PyErr_Format(PyExc_TypeError, "an int64 channel carries ints, not %.100s",
+                         Py_TYPE(o)->tp_name);
+        }
+        return -1;
+    }
+    *out = (void *)(intptr_t)v;
+    return 0;
+}
+
+/* Owned item -> new Python reference (after the lock is released). */
+static PyObject *item_to_py(ChannelObject *ch, void *item) {
+    return ch->i64 ? PyLong_FromLongLong((long long)(intptr_t)item) : (PyObject *)item;
+}
+
+/* Under ch->lock.  Returns 1 and gives the item away (owned by the receiver
+ * or the buffer) if a send can complete now. */
+static int try_send_locked(ChannelObject *ch, void *item) {
     gv_waiter *w = gv_wlist_claim(&ch->recvq);
     if (w) {
-        w->data = Py_NewRef(item);
+        w->data = item_take(ch, item);
         gv_waiter_wake(w);
         return 1;
     }
     if (ch->len < ch->cap) {
-        buf_push(ch, Py_NewRef(item));
+        buf_push(ch, item_take(ch, item));
         return 1;
     }
     return 0;
 }
 
-/* Under ch->lock.  Returns a new reference if a value can be received now. */
-static PyObject *try_recv_locked(ChannelObject *ch) {
+/* Under ch->lock.  Returns 1 with an owned item in *out if a value can be
+ * received now. */
+static int try_recv_locked(ChannelObject *ch, void **out) {
     if (ch->len > 0) {
-        PyObject *o = buf_pop(ch);
+        *out = buf_pop(ch);
         gv_waiter *w = gv_wlist_claim(&ch->sendq); /* the buffer has room again */
         if (w) {
-            buf_push(ch, Py_NewRef((PyObject *)w->data));
+            buf_push(ch, item_take(ch, w->data));
             gv_waiter_wake(w);
         }
-        return o;
+        return 1;
     }
     gv_waiter *w = gv_wlist_claim(&ch->sendq);
     if (w) {
-        PyObject *o = Py_NewRef((PyObject *)w->data);
+        *out = item_take(ch, w->data);
         gv_waiter_wake(w);
-        return o;
+        return 1;
     }
-    return NULL;
+    return 0;
 }
 
 static PyObject *raise_closed(const char *what) {
@@ -182,8 +227,9 @@ static PyObject *ch_send(ChannelObject *ch, PyObject *args, PyObject *kw) {
     static char *kwlist[] = {"item", "timeout", NULL};
     PyObject *item, *tobj = Py_None;
     double timeout;
+    void *it;
     if (!PyArg_ParseTupleAndKeywords(args, kw, "O|O:send", kwlist, &item, &tobj) ||
-        gv_parse_timeout(tobj, &timeout) < 0)
+        gv_parse_timeout(tobj, &timeout) < 0 || item_from_py(ch, item, &it) < 0)
         return NULL;
     uint64_t deadline = gv_deadline_of(timeout);
     gv_waiter w;
@@ -194,12 +240,12 @@ static PyObject *ch_send(ChannelObject *ch, PyObject *args, PyObject *kw) {
             gv_spin_unlock(&ch->lock);
             return raise_closed("send on a closed channel");
         }
-        if (try_send_locked(ch, item)) {
+        if (try_send_locked(ch, it)) {
             gv_spin_unlock(&ch->lock);
             Py_RETURN_NONE;
         }
         gv_waiter_init(&w);
-        w.data = item;
+        w.data = it;
         gv_wlist_push(&ch->sendq, &w);
         r = gv_block(&ch->lock, &ch->sendq, &w, gv_time_left(deadline), GV_WAIT_CHANNEL_SEND,
                      ch->id);
@@ -219,10 +265,10 @@ static PyObject *ch_recv_impl(ChannelObject *ch, double timeout, int stop_iterat
     int r;
     do {
         gv_spin_lock(&ch->lock);
-        PyObject *o = try_recv_locked(ch);
-        if (o) {
+        void *o;
+        if (try_recv_locked(ch, &o)) {
             gv_spin_unlock(&ch->lock);
-            return o;
+            return item_to_py(ch, o);
         }
         if (ch->closed) {
             gv_spin_unlock(&ch->lock);
@@ -244,7 +290,7 @@ static PyObject *ch_recv_impl(ChannelObject *ch, double timeout, int stop_iterat
             return NULL;
         return raise_closed("channel closed");
     }
-    return (PyObject *)w.data;
+    return item_to_py(ch, w.data);
 }
 
 static PyObject *ch_recv(ChannelObject *ch, PyObject *args, PyObject *kw) {
@@ -260,12 +306,15 @@ static PyObject *ch_recv(ChannelObject *ch, PyObject *args, PyObject *kw) {
 static PyObject *ch_iternext(ChannelObject *ch) { return ch_recv_impl(ch, -1.0, 1); }
 
 static PyObject *ch_try_send(ChannelObject *ch, PyObject *item) {
+    void *it;
+    if (item_from_py(ch, item, &it) < 0)
+        return NULL;
     gv_spin_lock(&ch->lock);
     if (ch->closed) {
         gv_spin_unlock(&ch->lock);
         return raise_closed("send on a closed channel");
     }
-    int ok = try_send_locked(ch, item);
+    int ok = try_send_locked(ch, it);
     gv_spin_unlock(&ch->lock);
     return PyBool_FromLong(ok);
 }
@@ -274,11 +323,14 @@ static PyObject *ch_try_send(ChannelObject *ch, PyObject *item) {
 static PyObject *ch_try_recv(ChannelObject *ch, PyObject *unused) {
     (void)unused;
     gv_spin_lock(&ch->lock);
-    PyObject *o = try_recv_locked(ch);
+    void *o;
+    int got = try_recv_locked(ch, &o);
     int closed = ch->closed;
     gv_spin_unlock(&ch->lock);
-    if (o)
-        return Py_BuildValue("(ON)", Py_True, o);
+    if (got) {
+        PyObject *v = item_to_py(ch, o);
+        return v ? Py_BuildValue("(ON)", Py_True, v) : NULL;
+    }
     if (closed)
         return raise_closed("channel closed");
     return Py_BuildValue("(OO)", Py_False, Py_None);
@@ -365,11 +417,18 @@ static PyMethodDef ch_methods[] = {
     {NULL, NULL, 0, NULL},
 };
 
+static PyObject *ch_get_native_handle(ChannelObject *ch, void *c);
+static PyObject *ch_get_kind(ChannelObject *ch, void *c);
+
 static PyGetSetDef ch_getset[] = {
     {"capacity", (getter)ch_get_capacity, NULL, "buffer size; 0 is a rendezvous", NULL},
     {"closed", (getter)ch_get_closed, NULL, "True once closed", NULL},
     {"id", (getter)ch_get_id, NULL, "process-unique id", NULL},
     {"name", (getter)ch_get_name, NULL, "name given, or channel-<id>", NULL},
+    {"kind", (getter)ch_get_kind, NULL, "'object', or 'int64' (shared with native GVThreads)", NULL},
+    {"native_handle", (getter)ch_get_native_handle, NULL,
+     "int64 channels: the address native GVThreads pass to chan_send_i64/chan_recv_i64;\n"
+     "keep the Channel alive while they use it", NULL},
     {NULL, NULL, NULL, NULL, NULL},
 };
 
@@ -396,6 +455,114 @@ static PyTypeObject ChannelType = {
     .tp_weaklistoffset = offsetof(ChannelObject, weakreflist),
 };
 
+/* ------------------------------------------------------------ from native GVThreads */
+
+/* Native GVThreads use int64 channels without the GIL: nothing below touches
+ * a Python object (int64 items are plain values).  They have no timeouts, so
+ * the only wake without a grant is an interrupt. */
+static void spin_unlock_cb(void *l) { gv_spin_unlock(l); }
+
+static int native_block(ChannelObject *ch, gv_wlist *list, gv_waiter *w, int kind) {
+    gv_gvt *g = w->g;
+    if (atomic_load(&g->intr) & GV_INT_CANCEL) {
+        gv_wlist_remove(list, w);
+        gv_spin_unlock(&ch->lock);
+        return -2;
+    }
+    g->wait_kind = (uint8_t)kind;
+    g->wait_obj = ch->id;
+    g->park_seq = w->park_seq = atomic_load(&g->wake_seq);
+    gv_park(spin_unlock_cb, &ch->lock);
+    g->wait_kind = GV_WAIT_NONE;
+    g->wait_obj = 0;
+    gv_spin_lock(&ch->lock);
+    int granted = w->granted;
+    if (!granted)
+        gv_wlist_remove(list, w);
+    gv_spin_unlock(&ch->lock);
+    return granted ? 1 : 0;
+}
+
+static gv_gvt *native_caller(ChannelObject *ch) {
+    gv_gvt *g = gv_current();
+    return g && g->native && ch && ch->i64 ? g : NULL;
+}
+
+int gv_chan_native_send(void *chp, int64_t v) {
+    ChannelObject *ch = chp;
+    gv_gvt *g = native_caller(ch);
+    if (!g)
+        return -3;
+    for (;;) {
+        gv_spin_lock(&ch->lock);
+        if (ch->closed) {
+            gv_spin_unlock(&ch->lock);
+            return -1;
+        }
+        if (try_send_locked(ch, (void *)(intptr_t)v)) {
+            gv_spin_unlock(&ch->lock);
+            return 0;
+        }
+        gv_waiter w;
+        memset(&w, 0, sizeof w);
+        w.g = g;
+        w.who = (int64_t)g->id;
+        w.data = (void *)(intptr_t)v;
+        gv_wlist_push(&ch->sendq, &w);
+        if (native_block(ch, &ch->sendq, &w, GV_WAIT_CHANNEL_SEND) == 1)
+            return (w.flags & CH_WAKE_CLOSED) ? -1 : 0;
+        if (atomic_load(&g->intr) & GV_INT_CANCEL)
+            return -2;
+    }
+}
+
+int gv_chan_native_recv(void *chp, int64_t *out) {
+    ChannelObject *ch = chp;
+    gv_gvt *g = native_caller(ch);
+    if (!g || !out)
+        return -3;
+    for (;;) {
+        gv_spin_lock(&ch->lock);
+        void *o;
+        if (try_recv_locked(ch, &o)) {
+            gv_spin_unlock(&ch->lock);
+            *out = (int64_t)(intptr_t)o;
+            return 0;
+        }
+        if (ch->closed) {
+            gv_spin_unlock(&ch->lock);
+            return -1;
+        }
+        gv_waiter w;
+        memset(&w, 0, sizeof w);
+        w.g = g;
+        w.who = (int64_t)g->id;
+        gv_wlist_push(&ch->recvq, &w);
+        if (native_block(ch, &ch->recvq, &w, GV_WAIT_CHANNEL_RECV) == 1) {
+            if (w.flags & CH_WAKE_CLOSED)
+                return -1;
+            *out = (int64_t)(intptr_t)w.data;
+            return 0;
+        }
+        if (atomic_load(&g->intr) & GV_INT_CANCEL)
+            return -2;
+    }
+}
+
+static PyObject *ch_get_native_handle(ChannelObject *ch, void *c) {
+    (void)c;
+    if (!ch->i64) {
+        PyErr_SetString(PyExc_TypeError, "only an int64 channel (kind='int64') has a native handle");
+        return NULL;
+    }
+    return PyLong_FromVoidPtr(ch);
+}
+
+static PyObject *ch_get_kind(ChannelObject *ch, void *c) {
+    (void)c;
+    return Py_NewRef(ch->i64 ? str_int64 : str_object);
+}
+
 /* ------------------------------------------------------------ inspection */
 
 static PyObject *ids_list(int64_t *ids, size_t n) {
@@ -418,7 +585,7 @@ static PyObject *ch_info(ChannelObject *ch, Py_ssize_t preview_max) {
     size_t ns = 0, nr = 0;
     if (preview_max > 1000)
         preview_max = 1000;
-    PyObject **items = preview_max ? PyMem_Malloc(sizeof(PyObject *) * (size_t)preview_max) : NULL;
+    void **items = preview_max ? PyMem_Malloc(sizeof(void *) * (size_t)preview_max) : NULL;
     if (preview_max && !items)
         return PyErr_NoMemory();
     Py_ssize_t nitems = 0;
@@ -428,17 +595,18 @@ static PyObject *ch_info(ChannelObject *ch, Py_ssize_t preview_max) {
     for (gv_waiter *w = ch->recvq.head; w && nr < MAXW; w = w->next)
         rcv[nr++] = w->who;
     for (; nitems < preview_max && nitems < ch->len; nitems++)
-        items[nitems] = Py_NewRef(ch->buf[(ch->head + nitems) % ch->cap]);
+        items[nitems] = item_take(ch, ch->buf[(ch->head + nitems) % ch->cap]);
     Py_ssize_t len = ch->len;
     int closed = ch->closed;
     uint32_t nsend = ch->sendq.n, nrecv = ch->recvq.n;
     gv_spin_unlock(&ch->lock);
     PyObject *preview = PyList_New(nitems);
     for (Py_ssize_t i = 0; i < nitems; i++) {
-        if (preview)
-            PyList_SET_ITEM(preview, i, items[i]);
+        PyObject *v = item_to_py(ch, items[i]);
+        if (preview && v)
+            PyList_SET_ITEM(preview, i, v);
         else
-            Py_DECREF(items[i]);
+            Py_XDECREF(v);
     }
     PyMem_Free(items);
     PyObject *name = ch_get_name(ch, NULL);
@@ -447,6 +615,8 @@ static PyObject *ch_info(ChannelObject *ch, Py_ssize_t preview_max) {
         "capacity", ch->cap, "length", len, "closed", closed ? Py_True : Py_False,
         "senders", ids_list(snd, ns), "receivers", ids_list(rcv, nr),
         "senders_waiting", nsend, "receivers_waiting", nrecv, "items", preview) : NULL;
+    if (d && PyDict_SetItemString(d, "kind", ch->i64 ? str_int64 : str_object) < 0)
+        Py_CLEAR(d);
     if (!d) {
         Py_XDECREF(preview);
         if (!preview)
@@ -494,7 +664,7 @@ static PyObject *pc_channels_info(PyObject *m, PyObject *arg) {
 typedef struct {
     ChannelObject *ch;
     int is_send;
-    PyObject *val;
+    void *val;                  /* the item to send (lent) */
 } sel_case;
 
 static uint64_t sel_rand(void) {
@@ -538,7 +708,7 @@ static void sel_park_unlock(void *arg) {
 /* Poll the cases in the order perm; under all the locks.  Returns the index
  * of the case that completed (and sets *out for a recv), -1 if none, or -2
  * with ChannelClosed set for a send on a closed channel. */
-static int sel_poll(sel_case *cs, int *perm, int n, PyObject **out) {
+static int sel_poll(sel_case *cs, int *perm, int n, void **out) {
     for (int k = 0; k < n; k++) {
         int i = perm[k];
         ChannelObject *ch = cs[i].ch;
@@ -548,17 +718,17 @@ static int sel_poll(sel_case *cs, int *perm, int n, PyObject **out) {
                 return -2;
             }
             if (try_send_locked(ch, cs[i].val)) {
-                *out = Py_NewRef(Py_None);
+                *out = NULL;
                 return i;
             }
         } else {
-            PyObject *o = try_recv_locked(ch);
-            if (o) {
-                *out = o;
+            void *o;
+            if (try_recv_locked(ch, &o)) {
+                *out = o;  /* an owned item: converted after the locks go */
                 return i;
             }
             if (ch->closed) {
-                *out = Py_NewRef(closed_sentinel);
+                *out = closed_sentinel; /* borrowed, never an item */
                 return i;
             }
         }
@@ -616,7 +786,8 @@ static PyObject *pc_select(PyObject *m, PyObject *args, PyObject *kw) {
             cs[i].is_send = 0;
         } else if (clen == 3 && PyUnicode_CompareWithASCIIString(op, "send") == 0) {
             cs[i].is_send = 1;
-            cs[i].val = PyTuple_GET_ITEM(c, 2);
+            if (item_from_py(cs[i].ch, PyTuple_GET_ITEM(c, 2), &cs[i].val) < 0)
+                goto out;
         } else {
             PyErr_Format(PyExc_TypeError,
                          "select case %zd must be (channel, 'recv') or (channel, 'send', value)", i);
@@ -638,15 +809,19 @@ static PyObject *pc_select(PyObject *m, PyObject *args, PyObject *kw) {
         if (nl == 0 || locks[nl - 1] != locks[i])
             locks[nl++] = locks[i];
 
-    PyObject *val = NULL;
+    void *val = NULL;
     lock_all(locks, nl);
     int won = sel_poll(cs, perm, (int)n, &val);
     if (won != -1 || has_default || timeout == 0.0) {
         unlock_all(locks, nl);
         if (won == -2)
             goto out;
-        if (won >= 0)
-            result = Py_BuildValue("(nN)", (Py_ssize_t)won, val);
+        if (won >= 0) {
+            PyObject *v = cs[won].is_send ? Py_NewRef(Py_None)
+                          : val == closed_sentinel ? Py_NewRef(closed_sentinel)
+                                                   : item_to_py(cs[won].ch, val);
+            result = v ? Py_BuildValue("(nN)", (Py_ssize_t)won, v) : NULL;
+        }
         else if (has_default)
             result = Py_BuildValue("(OO)", Py_None, Py_None);
         else
@@ -723,7 +898,7 @@ static PyObject *pc_select(PyObject *m, PyObject *args, PyObject *kw) {
         if (sig_error) {
             /* A signal handler raised, but a case completed meanwhile: keep
              * the value (a receive cannot be undone); the exception stands. */
-            if (!cs[winner].is_send && !(w->flags & CH_WAKE_CLOSED))
+            if (!cs[winner].is_send && !(w->flags & CH_WAKE_CLOSED) && !cs[winner].ch->i64)
                 Py_XDECREF((PyObject *)w->data);
             goto out;
         }
@@ -735,7 +910,8 @@ static PyObject *pc_select(PyObject *m, PyObject *args, PyObject *kw) {
         } else if (w->flags & CH_WAKE_CLOSED) {
             result = Py_BuildValue("(nO)", (Py_ssize_t)winner, closed_sentinel);
         } else {
-            result = Py_BuildValue("(nN)", (Py_ssize_t)winner, (PyObject *)w->data);
+            PyObject *v = item_to_py(cs[winner].ch, w->data);
+            result = v ? Py_BuildValue("(nN)", (Py_ssize_t)winner, v) : NULL;
         }
         goto out;
     }
@@ -774,6 +950,10 @@ int gv_pychan_register(PyObject *m) {
         "Receiving from a closed, drained channel, or sending on a closed one.", PyExc_Exception,
         NULL);
     closed_sentinel = PyObject_CallNoArgs((PyObject *)&PyBaseObject_Type);
+    str_int64 = PyUnicode_InternFromString("int64");
+    str_object = PyUnicode_InternFromString("object");
+    if (!str_int64 || !str_object)
+        return -1;
     if (!gv_ChannelClosed || !closed_sentinel ||
         PyModule_AddObjectRef(m, "ChannelClosed", gv_ChannelClosed) < 0 ||
         PyModule_AddObjectRef(m, "CLOSED", closed_sentinel) < 0 ||

@@ -847,7 +847,7 @@ static uint64_t napi_spawn(void (*fn)(void *), void *arg) {
 
 static const gv_native_api native_api = {
     GV_NATIVE_API_VERSION, sizeof(gv_native_api), napi_yield, napi_safepoint, napi_sleep_ns,
-    napi_current_id, napi_spawn,
+    napi_current_id, napi_spawn, gv_chan_native_send, gv_chan_native_recv,
 };
 
 const gv_native_api *gv_native_api_get(void) { return &native_api; }

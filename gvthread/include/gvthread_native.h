@@ -35,6 +35,13 @@ typedef struct gv_native_api {
     /* Start fn(arg) as a detached native GVThread on the caller's runtime;
      * returns its id, 0 if the runtime is out of slots or shutting down. */
     uint64_t (*spawn)(void (*fn)(void *), void *arg);
+    /* Send / receive on an int64 channel (Channel(kind="int64"); its
+     * native_handle attribute is `chan`), shared with Python GVThreads.
+     * 0: done; -1: the channel is closed (and, for recv, drained);
+     * -2: the GVThread was cancelled; -3: not an int64 channel, or not
+     * called from a native GVThread.  Block the GVThread, never the thread. */
+    int (*chan_send_i64)(void *chan, int64_t value);
+    int (*chan_recv_i64)(void *chan, int64_t *value);
 } gv_native_api;
 
 #endif

@@ -96,3 +96,49 @@ def test_spawn_native_bad_input(nat):
             rt.spawn_native("not a pointer")
         with pytest.raises(ValueError):
             rt.spawn_native(nat.lib.spin, job(nat, n=1), priority="urgent")
+
+
+def test_int64_channel_between_native_and_python(nat):
+    with Runtime(workers=2) as rt:
+        n = 100_000
+        # native producers -> Python consumer
+        ch = gvthread.Channel(16, kind="int64")
+        pj = [job(nat, n=n, chan=ch.native_handle) for _ in range(2)]
+        ps = [rt.spawn_native(nat.lib.producer, j) for j in pj]
+        got = rt.spawn(lambda: [ch.recv() for _ in range(2 * n)])
+        for p in ps:
+            p.join(timeout=60)
+        vals = got.join(timeout=60)
+        assert len(vals) == 2 * n and sum(vals) == sum(j.sum for j in pj)
+        assert all(j.rc == 0 for j in pj)
+        # Python producer -> native consumers, then close: each sees -1 at the end
+        cj = [job(nat, chan=ch.native_handle) for _ in range(2)]
+        cs = [rt.spawn_native(nat.lib.consumer, j) for j in cj]
+        big = [2**63 - 1, -2**63, 0, 7] * 1000
+        for v in big:
+            ch.send(v)
+        ch.close()
+        for c in cs:
+            c.join(timeout=60)
+        assert sum(j.out for j in cj) == len(big)
+        # each consumer sums in wrapping int64 arithmetic
+        assert sum(j.sum for j in cj) % 2**64 == sum(big) % 2**64
+        assert all(j.rc == -1 for j in cj)
+        # a native sender on a closed channel, and a native on an object channel
+        late = job(nat, n=1, chan=ch.native_handle)
+        rt.spawn_native(nat.lib.producer, late).join(timeout=10)
+        assert late.rc == -1
+        with pytest.raises(TypeError):
+            gvthread.Channel(1).native_handle
+
+
+def test_native_to_native_rendezvous(nat):
+    with Runtime(workers=2) as rt:
+        ch = gvthread.Channel(0, kind="int64")
+        p = job(nat, n=50_000, chan=ch.native_handle)
+        c = job(nat, chan=ch.native_handle)
+        hc = rt.spawn_native(nat.lib.consumer, c)
+        rt.spawn_native(nat.lib.producer, p).join(timeout=60)
+        ch.close()
+        hc.join(timeout=60)
+        assert c.out == 50_000 and c.sum == p.sum and c.rc == -1

@@ -228,3 +228,24 @@ def test_channels_inspection_preview_is_bounded(rt):
     assert info["name"] == "big" and info["length"] == 50 and info["capacity"] == 50
     assert len(info["preview"]) == 5 and all(len(p) <= 40 for p in info["preview"])
     assert info["closed"] is False and info["senders"] == [] and info["receivers"] == []
+
+
+def test_int64_channel_from_python(rt):
+    ch = Channel(4, kind="int64")
+    assert ch.kind == "int64" and Channel().kind == "object"
+    ch.send(2**63 - 1)
+    ch.send(-2**63)
+    assert ch.recv() == 2**63 - 1 and ch.recv() == -2**63
+    with pytest.raises(TypeError):
+        ch.send("not an int")
+    with pytest.raises(OverflowError):
+        ch.send(2**63)
+    with pytest.raises(ValueError):
+        Channel(1, kind="bytes")
+    ch.send(5)
+    info = [c for c in rt.channels() if c["id"] == ch.id][0]
+    assert info["kind"] == "int64" and info["preview"] == ["5"]
+    assert select([(ch, "recv")]) == (0, 5)
+    h = rt.spawn(lambda: select([(ch, "send", 9)]))
+    assert h.join(timeout=5) == (0, None) and ch.recv() == 9
+    assert isinstance(ch.native_handle, int)

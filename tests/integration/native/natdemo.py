@@ -12,6 +12,9 @@ typedef struct {
     int cancelled;         /* safepoint() said so */
     int peers_seen;        /* rendezvous: how many arrived */
     int timed_out;
+    uint64_t chan;         /* Channel(kind="int64").native_handle */
+    int64_t sum;
+    int rc;                /* last channel return code */
 } job;
 extern int arrived;
 void spin(void *arg);
@@ -19,6 +22,8 @@ void spin_safepoints(void *arg);
 void rendezvous(void *arg);
 void sleeper(void *arg);
 void spawner(void *arg);
+void producer(void *arg);
+void consumer(void *arg);
 """
 
 SOURCE = r"""
@@ -28,6 +33,7 @@ SOURCE = r"""
 typedef struct {
     uint64_t api; uint64_t n; uint64_t out; uint64_t id;
     int cancelled; int peers_seen; int timed_out;
+    uint64_t chan; int64_t sum; int rc;
 } job;
 int arrived;
 static const gv_native_api *A(job *j) { return (const gv_native_api *)(uintptr_t)j->api; }
@@ -72,6 +78,20 @@ void spawner(void *arg) {
     job *j = arg;
     for (uint64_t i = 0; i < j->n; i++) A(j)->spawn(child, j);
     while (__atomic_load_n(&j->out, __ATOMIC_SEQ_CST) < j->n) A(j)->yield_now();
+}
+/* Sends 0..n-1 (negated when odd, to cross the sign), then returns. */
+void producer(void *arg) {
+    job *j = arg; void *ch = (void *)(uintptr_t)j->chan;
+    for (uint64_t i = 0; i < j->n; i++) {
+        int64_t v = (i & 1) ? -(int64_t)i : (int64_t)i;
+        if ((j->rc = A(j)->chan_send_i64(ch, v)) != 0) return;
+        j->sum += v;
+    }
+}
+/* Receives until the channel is closed and drained. */
+void consumer(void *arg) {
+    job *j = arg; void *ch = (void *)(uintptr_t)j->chan; int64_t v;
+    while ((j->rc = A(j)->chan_recv_i64(ch, &v)) == 0) { j->sum += v; j->out++; }
 }
 """
 
