@@ -354,13 +354,15 @@ static gv_gvt *find_runnable(gv_worker *w, gv_thr *t) {
         if (atomic_load_explicit(&rt->stopping, memory_order_relaxed))
             return NULL;
         if (atomic_load_explicit(&rt->py_owner, memory_order_relaxed) != w->idx) {
-            /* Without the token: native work first, then try for the token. */
-            gv_gvt *n = pick_native(w);
-            if (n)
-                return n;
+            /* Without the token: take it if Python work waits and nobody holds
+             * it (else a stream of native work would starve Python), else run
+             * native work, else sleep. */
             int expect = -1;
             if (!any_work(rt) ||
                 !atomic_compare_exchange_strong(&rt->py_owner, &expect, w->idx)) {
+                gv_gvt *n = pick_native(w);
+                if (n)
+                    return n;
                 worker_park(w);
                 continue;
             }
