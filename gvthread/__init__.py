@@ -30,7 +30,13 @@ from gvthread._core import (  # noqa: E402
 )
 from gvthread._timeout import timeout  # noqa: E402
 from gvthread._compile import compile  # noqa: E402,A001 - gvthread.compile, on purpose
-from gvthread._runtime import Runtime, native_include, runtime, spawn  # noqa: E402
+from gvthread._runtime import (  # noqa: E402
+    Runtime,
+    native_include,
+    register_preemptible,
+    runtime,
+    spawn,
+)
 from gvthread._core import native_api  # noqa: E402
 from gvthread._types import GVThreadInfo, Priority, State, WaitKind  # noqa: E402
 from gvthread._sync import (  # noqa: E402
@@ -54,6 +60,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "native_api",
+    "register_preemptible",
     "native_include",
     "compile",
     "CLOSED",

@@ -225,10 +225,25 @@ def _address(obj: Any, what: str) -> int:
                         f"not {type(obj).__name__}") from None
 
 
+def register_preemptible(lo: Any, hi: Any) -> bool:
+    """Declare [lo, hi) (addresses: ints or cffi pointers) as code in which a native
+    GVThread may be forced off its worker by SIGURG at any instruction
+    (see GV_PREEMPTIBLE in gvthread_native.h).  Returns False if forced preemption is
+    not available on this platform."""
+    lo_a, hi_a = _address(lo, "lo"), _address(hi, "hi")
+    if hi_a <= lo_a:
+        raise ValueError("register_preemptible: empty or inverted range")
+    if lib.gv_register_preemptible(lo_a, hi_a) != 0:
+        raise SchedError_("register_preemptible: too many ranges (64 at most)")
+    return bool(lib.gv_forced_preempt_available())
+
+
 def native_include() -> str:
     """The directory holding gvthread_native.h, for cffi's include_dirs."""
     return os.path.join(os.path.dirname(os.path.abspath(__file__)), "include")
 
+
+SchedError_ = _core.SchedError
 
 _default: Optional[Runtime] = None
 _default_lock = threading.Lock()

@@ -82,6 +82,11 @@ void gv_slots_test_release(gv_slots_t *s, uint32_t idx);
 uint32_t gv_slots_test_in_use(gv_slots_t *s);
 int gv_prio_highest(uint32_t bitmap);
 
+/* Code in [lo, hi) may be preempted by SIGURG at any instruction (native
+ * GVThreads only).  0 ok, -1 bad range or table full. */
+int gv_register_preemptible(uintptr_t lo, uintptr_t hi);
+int gv_forced_preempt_available(void);
+
 /* Registers gvthread._core (the CPython-API half) in sys.modules. */
 int gv_pymodule_init(void);
 /* GV_CDEF_END */

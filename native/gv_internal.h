@@ -82,7 +82,8 @@ enum gv_state {
 #define GV_NO_SLOT 0xffffffffu
 
 /* What the worker does after a GVThread switches back to it. */
-enum gv_after { GV_AFTER_NONE, GV_AFTER_YIELD, GV_AFTER_PREEMPT, GV_AFTER_PARK, GV_AFTER_EXIT };
+enum gv_after { GV_AFTER_NONE, GV_AFTER_YIELD, GV_AFTER_PREEMPT, GV_AFTER_FORCED, GV_AFTER_PARK,
+                GV_AFTER_EXIT };
 
 /* What a BLOCKED GVThread waits on; values match gvthread.WaitKind. */
 enum gv_wait_kind {
@@ -134,6 +135,7 @@ struct gv_gvt {
                                    park's value): one waker wins a park */
     uint32_t pad1;
     _Atomic uint32_t intr;      /* GV_INT_* pending; set by gv_interrupt */
+    _Atomic uint32_t force_req; /* monitor asked SIGURG to force it off (preempt.c) */
     _Atomic uint32_t preempt;   /* set by the monitor or a higher-priority wakeup;
                                    cleared at switch-in; read at safepoints */
     uint32_t preemptions;       /* times it yielded because flagged */
@@ -235,6 +237,7 @@ struct gv_thr {
      * GVThread this thread ran, and when it was switched in.  Flushed before
      * the thread lets its worker or the Python token go, because only then
      * could that GVThread run (and end) elsewhere. */
+    void *sigaltstack_mem;      /* the alternate stack SIGURG runs on (preempt.c) */
     gv_gvt *acct_g;
     uint64_t acct_t0;
     /* 3.11 only (pybridge.h, "Keeping the GIL"): this thread holds the GIL
@@ -384,6 +387,13 @@ void gv_park_timer_cancel(gv_gvt *g);
 /* Set interrupt bits on g and wake it if it is parked (see wait.c). */
 void gv_interrupt(gv_gvt *g, uint32_t bits);
 int gv_thr_start(gv_runtime *rt, gv_worker *p);
+/* preempt.c: forced preemption of native GVThreads */
+int gv_register_preemptible(uintptr_t lo, uintptr_t hi);
+int gv_forced_preempt_init(void);
+int gv_forced_preempt_available(void);
+void *gv_thread_sigaltstack(void);
+void gv_thread_sigaltstack_free(void *mem);
+void gv_force_preempt(gv_thr *t, gv_gvt *g);
 void gv_block_async_signals(void);
 void gv_worker_wake(gv_worker *w);
 static inline gv_gvt *gv_meta_at(gv_runtime *rt, uint32_t i) {
@@ -408,6 +418,7 @@ gv_thr *gv_thr_now(void);
 /* Monitor: give the stuck worker w to a spare thread (sched.c). */
 int gv_handoff(gv_runtime *rt, gv_worker *w, uintptr_t stuck_owner);
 bool gv_any_work(gv_runtime *rt);
+bool gv_native_work(gv_runtime *rt);
 void gv_gilstate_switch_in(void *tstate);   /* pygilstate.c */
 void gv_gilstate_switch_out(void *tstate);
 

@@ -65,6 +65,7 @@ gv_runtime *gv_runtime_new(const gv_config *cfg, int *err) {
     atomic_store(&rt->py_owner, -1);
     atomic_store(&rt->next_id, 1);
     gv_ticks_calibrate();
+    gv_forced_preempt_init();
     if (cfg->time_slice > 0) {
         rt->slice_ticks = (uint64_t)(cfg->time_slice * 1e9 * gv_ticks_per_ns);
         rt->grace_ticks = (uint64_t)((cfg->grace_period > 0 ? cfg->grace_period : 0) * 1e9 *

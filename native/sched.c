@@ -119,6 +119,8 @@ bool gv_any_work(gv_runtime *rt) {
 }
 
 /* Native GVThreads need no token: any idle thread may take them. */
+static bool native_work(gv_runtime *rt);
+bool gv_native_work(gv_runtime *rt) { return native_work(rt); }
 static bool native_work(gv_runtime *rt) {
     if (atomic_load_explicit(&rt->nglobal.len, memory_order_relaxed))
         return true;
@@ -497,12 +499,17 @@ static int run_one(gv_thr *t, gv_worker *p, gv_gvt *g) {
     switch (g->after) {
     case GV_AFTER_YIELD:
     case GV_AFTER_PREEMPT:
+    case GV_AFTER_FORCED:
         if (g->tstate)
             gv_gilstate_switch_out(g->tstate);
-        if (g->after == GV_AFTER_PREEMPT) {
+        if (g->after != GV_AFTER_YIELD) {
             g->preemptions++;
-            if (p)
-                p->stats.coop_preemptions++;
+            if (p) {
+                if (g->after == GV_AFTER_FORCED)
+                    p->stats.forced_preemptions++;
+                else
+                    p->stats.coop_preemptions++;
+            }
             atomic_store_explicit(&g->state, GV_PREEMPTED, memory_order_relaxed);
         } else {
             if (p)
@@ -510,8 +517,11 @@ static int run_one(gv_thr *t, gv_worker *p, gv_gvt *g) {
             atomic_store_explicit(&g->state, GV_READY, memory_order_relaxed);
         }
         if (g->native) {
-            rq_push(rt, p ? &p->nlocal : &rt->nglobal, g);
-            if (!p)
+            /* A forced-off native goes to the global queue, as Go does with a
+             * preempted goroutine: any idle worker may pick it up. */
+            int global = !p || g->after == GV_AFTER_FORCED;
+            rq_push(rt, global ? &rt->nglobal : &p->nlocal, g);
+            if (global)
                 notify_native(rt);
             break;
         }
@@ -634,6 +644,7 @@ static void *thr_main(void *arg) {
     pthread_attr_destroy(&attr);
 #endif
     gv_block_async_signals();
+    t->sigaltstack_mem = gv_thread_sigaltstack(); /* and unblocks SIGURG */
     gv_py_worker_init(t);
     for (;;) {
         gv_worker *p = t->p;
@@ -652,6 +663,7 @@ static void *thr_main(void *arg) {
         atomic_store(&rt->py_owner, -1);
     gv_py_worker_release_gil(t);
     gv_py_worker_fini(t);
+    gv_thread_sigaltstack_free(t->sigaltstack_mem);
     atomic_store(&t->exited, 1);
     return NULL;
 }
@@ -699,6 +711,15 @@ void gv_preempt_yield(void) {
     gv_thr *t = cur_thr();
     gv_gvt *g = t->cur;
     g->after = GV_AFTER_PREEMPT;
+    switch_to_thr(t, g);
+}
+
+/* Called by gv_async_preempt (preempt.c) with all of g's state saved on its
+ * stack: switch out as a forced preemption. */
+void gv_async_preempt_switch(void) {
+    gv_thr *t = cur_thr();
+    gv_gvt *g = t->cur;
+    g->after = GV_AFTER_FORCED;
     switch_to_thr(t, g);
 }
 

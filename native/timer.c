@@ -219,8 +219,19 @@ void gv_monitor(gv_runtime *rt) {
              * on where it is and rejoins the queues when it switches out. */
             __atomic_fetch_add(&w->stats.overruns, 1, __ATOMIC_RELAXED);
             w->mon_overrun = 1;
-            if (gv_any_work(rt) && !atomic_load(&rt->stopping))
+            if (g->native && gv_forced_preempt_available())
+                gv_force_preempt(ot, g); /* SIGURG; declined outside preemptible code */
+            else if (gv_any_work(rt) && !atomic_load(&rt->stopping))
                 gv_handoff(rt, w, owner);
+        } else if (w->mon_overrun && g->native && act == w->mon_flag_act &&
+                   atomic_load_explicit(&g->force_req, memory_order_relaxed)) {
+            /* The signal found it outside preemptible code: hand the queue off
+             * if anything waits, else try again next period. */
+            if ((gv_any_work(rt) || gv_native_work(rt)) && !atomic_load(&rt->stopping) &&
+                gv_handoff(rt, w, owner))
+                atomic_store_explicit(&g->force_req, 0, memory_order_relaxed);
+            else
+                gv_force_preempt(ot, g);
         }
     }
 }

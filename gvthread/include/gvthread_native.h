@@ -44,4 +44,22 @@ typedef struct gv_native_api {
     int (*chan_recv_i64)(void *chan, int64_t *value);
 } gv_native_api;
 
+/* Forced preemption.  A native GVThread that runs past its time slice and
+ * the grace period without a safepoint is interrupted by SIGURG and switched
+ * out -- but only while it executes code registered as preemptible: code
+ * that may be stopped at any instruction (it holds no lock, is not inside
+ * malloc or another non-reentrant call, and calls nothing that is not also
+ * preemptible).  Mark such functions GV_PREEMPTIBLE, define a range getter
+ * once per module with GV_PREEMPTIBLE_RANGE(name), and hand the range to
+ * gvthread.register_preemptible(lo, hi).  All registers, flags and the full
+ * xsave state (AVX, AVX-512) are saved and restored: bit-exact. */
+#define GV_PREEMPTIBLE __attribute__((section("gv_preemptible"), noinline, used))
+#define GV_PREEMPTIBLE_RANGE(NAME)                                                   \
+    extern char __start_gv_preemptible[] __attribute__((weak, visibility("hidden"))); \
+    extern char __stop_gv_preemptible[] __attribute__((weak, visibility("hidden")));  \
+    void NAME(uint64_t *lo, uint64_t *hi) {                                          \
+        *lo = (uint64_t)(uintptr_t)__start_gv_preemptible;                           \
+        *hi = (uint64_t)(uintptr_t)__stop_gv_preemptible;                            \
+    }
+
 #endif
