@@ -43,4 +43,9 @@ SUITES: dict[str, tuple[str, str]] = {
         "preemption: a 10 ms ticker beside a 1 s busy loop, Normal and High priority "
         "(vs threads, asyncio, gevent); gvthread.compile overhead",
     ),
+    "native": (
+        "bench.native",
+        "native GVThreads: C<->C yield and int64 channel ping-pong (vs Go Gosched and "
+        "unbuffered chan), snapshot latency beside busy GVThreads",
+    ),
 }

@@ -258,6 +258,7 @@ struct gv_worker {
     int idx;
     uint32_t tick;              /* picks of a higher level while a lower one waited */
     uint32_t gtick;             /* same-level picks, for the 1-in-61 global check */
+    uint32_t ntick;             /* native picks, for the 1-in-61 global check */
     _Atomic uint32_t park_word; /* futex; 1 = woken */
     gv_worker_stats stats;
     /* Preemption monitor (timer.c).  The serving thread writes slice_start

@@ -218,7 +218,12 @@ void gv_ready(gv_gvt *g) {
     atomic_store_explicit(&g->state, GV_READY, memory_order_relaxed);
     gv_thr *t = cur_thr();
     if (g->native) {
-        rq_push(rt, (t && t->rt == rt && t->p) ? &t->p->nlocal : &rt->nglobal, g);
+        /* The local native queue of a worker that runs Python (holds the
+         * token) may not be looked at for long: use the global one then. */
+        gv_worker *p = (t && t->rt == rt) ? t->p : NULL;
+        if (p && atomic_load_explicit(&rt->py_owner, memory_order_relaxed) == p->idx)
+            p = NULL;
+        rq_push(rt, p ? &p->nlocal : &rt->nglobal, g);
         notify_native(rt);
         return;
     }
@@ -329,7 +334,10 @@ static void acct_flush(gv_thr *t) {
 static gv_gvt *pick_native(gv_worker *w) {
     gv_runtime *rt = w->rt;
     gv_gvt *g = NULL;
-    if (atomic_load_explicit(&w->nlocal.bitmap, memory_order_relaxed))
+    /* The global queue first now and then, so local churn cannot starve it. */
+    if (++w->ntick % 61 == 0 && atomic_load_explicit(&rt->nglobal.bitmap, memory_order_relaxed))
+        g = gv_runq_pop(&rt->nglobal, -1);
+    if (!g && atomic_load_explicit(&w->nlocal.bitmap, memory_order_relaxed))
         g = gv_runq_pop(&w->nlocal, -1);
     if (!g && atomic_load_explicit(&rt->nglobal.bitmap, memory_order_relaxed))
         g = gv_runq_pop(&rt->nglobal, -1);
@@ -518,8 +526,12 @@ static int run_one(gv_thr *t, gv_worker *p, gv_gvt *g) {
         }
         if (g->native) {
             /* A forced-off native goes to the global queue, as Go does with a
-             * preempted goroutine: any idle worker may pick it up. */
-            int global = !p || g->after == GV_AFTER_FORCED;
+             * preempted goroutine: any idle worker may pick it up.  So does
+             * any native requeued while the global queue holds others, or
+             * else a yielding native would keep them waiting for ever. */
+            int global = !p || g->after == GV_AFTER_FORCED ||
+                         atomic_load_explicit(&rt->nglobal.len, memory_order_relaxed) ||
+                         atomic_load_explicit(&rt->py_owner, memory_order_relaxed) == p->idx;
             rq_push(rt, global ? &rt->nglobal : &p->nlocal, g);
             if (global)
                 notify_native(rt);

@@ -142,3 +142,37 @@ def test_native_to_native_rendezvous(nat):
         ch.close()
         hc.join(timeout=60)
         assert c.out == 50_000 and c.sum == p.sum and c.rc == -1
+
+
+def test_yielding_native_does_not_starve_others(nat):
+    # A yields until B has run, both spawned from the main thread onto one worker: a
+    # native requeued locally used to be picked again before the global queue forever.
+    with Runtime(workers=1) as rt:
+        j = job(nat)
+        ha = rt.spawn_native(nat.lib.yield_until_flag, j)
+        hb = rt.spawn_native(nat.lib.set_flag, j)
+        assert hb.join(timeout=10) is None and ha.join(timeout=10) is None
+        assert j.peers_seen == 1
+
+
+def test_busy_natives_all_progress_beside_python(nat):
+    with Runtime(workers=2) as rt:
+        ns = {}
+        src = ("import time\n"
+               "def busy(t):\n"
+               "    end = time.monotonic() + t\n"
+               "    while time.monotonic() < end:\n"
+               "        pass\n")
+        exec(gvthread.compile(src, "<busy>", "exec"), ns)
+        py = rt.spawn(ns["busy"], 1.0)
+        jobs = [job(nat, n=10**12) for _ in range(4)]
+        hs = [rt.spawn_native(nat.lib.spin_safepoints, j) for j in jobs]
+        time.sleep(0.6)
+        rows = {r.id: r for r in rt.snapshot()}
+        for h in hs:
+            h.cancel()
+        for h in hs:
+            h.join(timeout=10)
+        py.join(timeout=10)
+        assert all(rows[h.id].switches >= 2 for h in hs), [rows[h.id].switches for h in hs]
+        assert all(j.cancelled == 1 for j in jobs)

@@ -24,6 +24,8 @@ void sleeper(void *arg);
 void spawner(void *arg);
 void producer(void *arg);
 void consumer(void *arg);
+void yield_until_flag(void *arg);
+void set_flag(void *arg);
 """
 
 SOURCE = r"""
@@ -88,6 +90,12 @@ void producer(void *arg) {
         j->sum += v;
     }
 }
+/* Yields until another GVThread set the flag (cancelled flag doubles as it). */
+void yield_until_flag(void *arg) {
+    job *j = arg;
+    while (!__atomic_load_n(&j->peers_seen, __ATOMIC_SEQ_CST)) { A(j)->yield_now(); j->out++; }
+}
+void set_flag(void *arg) { job *j = arg; __atomic_store_n(&j->peers_seen, 1, __ATOMIC_SEQ_CST); }
 /* Receives until the channel is closed and drained. */
 void consumer(void *arg) {
     job *j = arg; void *ch = (void *)(uintptr_t)j->chan; int64_t v;
