@@ -40,7 +40,6 @@
 #define MAX_RANGES 64
 static struct { _Atomic uintptr_t lo, hi; } ranges[MAX_RANGES];
 static _Atomic int nranges;
-static uint32_t xsave_size;           /* CPUID 0xD: bytes for the enabled state */
 static int installed;                 /* handler in place; forcing possible */
 static pthread_mutex_t install_lock = PTHREAD_MUTEX_INITIALIZER;
 
@@ -67,6 +66,9 @@ int gv_register_preemptible(uintptr_t lo, uintptr_t hi) {
     return 0;
 }
 
+#if GV_FORCED
+static uint32_t xsave_size;           /* CPUID 0xD: bytes for the enabled state */
+
 static int in_preemptible(uintptr_t pc) {
     int n = atomic_load(&nranges);
     for (int i = 0; i < n; i++)
@@ -75,7 +77,6 @@ static int in_preemptible(uintptr_t pc) {
     return 0;
 }
 
-#if GV_FORCED
 void gv_async_preempt(void);
 void gv_async_preempt_switch(void);
 
