@@ -333,6 +333,26 @@ static PyTypeObject HandleType = {
     .tp_getset = handle_getset,
 };
 
+/* A Handle not yet bound to a GVThread; name is a str or None. */
+static HandleObject *handle_new(PyObject *name, int prio) {
+    HandleObject *h = PyObject_GC_New(HandleObject, &HandleType);
+    if (!h)
+        return NULL;
+    h->id = 0;
+    h->name = name == Py_None ? NULL : Py_NewRef(name);
+    h->prio = prio;
+    h->final_state = GV_CREATED;
+    h->g = NULL;
+    h->fn = h->args = h->kwargs = h->ctx = NULL;
+    h->result = h->exc = NULL;
+    atomic_store_explicit(&h->lock.v, 0, memory_order_relaxed);
+    atomic_store_explicit(&h->done, 0, memory_order_relaxed);
+    h->cancel_requested = 0;
+    h->waiters = (gv_wlist){NULL, NULL, 0};
+    PyObject_GC_Track(h);
+    return h;
+}
+
 /* Under the GIL, on the finishing GVThread. */
 static void finish_handle(HandleObject *h, PyObject *res, PyObject *exc) {
     h->result = res;
@@ -601,24 +621,13 @@ static PyObject *do_spawn(CoreObject *self, PyObject *fn, PyObject *fargs, PyObj
         PyErr_Format(PyExc_TypeError, "name must be a str, not %.100s", Py_TYPE(name)->tp_name);
         return NULL;
     }
-    HandleObject *h = PyObject_GC_New(HandleObject, &HandleType);
+    HandleObject *h = handle_new(name, (int)prio);
     if (!h)
         return NULL;
-    h->id = 0;
-    h->name = name == Py_None ? NULL : Py_NewRef(name);
-    h->prio = (int)prio;
-    h->final_state = GV_CREATED;
-    h->g = NULL;
     h->fn = Py_NewRef(fn);
     h->args = Py_NewRef(fargs);
     h->kwargs = fkw ? Py_NewRef(fkw) : NULL;
     h->ctx = PyContext_CopyCurrent();
-    h->result = h->exc = NULL;
-    atomic_store_explicit(&h->lock.v, 0, memory_order_relaxed);
-    atomic_store_explicit(&h->done, 0, memory_order_relaxed);
-    h->cancel_requested = 0;
-    h->waiters = (gv_wlist){NULL, NULL, 0};
-    PyObject_GC_Track(h);
     if (!h->ctx) {
         Py_DECREF(h);
         return NULL;
@@ -772,21 +781,9 @@ static PyObject *core_spawn_native(CoreObject *self, PyObject *args) {
         PyErr_Format(PyExc_ValueError, "unknown priority %d", prio);
         return NULL;
     }
-    HandleObject *h = PyObject_GC_New(HandleObject, &HandleType);
+    HandleObject *h = handle_new(name, prio);
     if (!h)
         return NULL;
-    h->id = 0;
-    h->name = name == Py_None ? NULL : Py_NewRef(name);
-    h->prio = prio;
-    h->final_state = GV_CREATED;
-    h->g = NULL;
-    h->fn = h->args = h->kwargs = h->ctx = NULL;
-    h->result = h->exc = NULL;
-    atomic_store_explicit(&h->lock.v, 0, memory_order_relaxed);
-    atomic_store_explicit(&h->done, 0, memory_order_relaxed);
-    h->cancel_requested = 0;
-    h->waiters = (gv_wlist){NULL, NULL, 0};
-    PyObject_GC_Track(h);
     gv_gvt *g;
     int rc = gv_spawn_prepare(self->rt, prio, h, &g);
     if (rc != GV_OK) {

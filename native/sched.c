@@ -177,20 +177,7 @@ static void notify(gv_runtime *rt) {
     atomic_thread_fence(memory_order_seq_cst); /* pairs with worker_park's */
     if (atomic_load(&rt->py_owner) != -1)
         return;
-    for (;;) {
-        uint64_t m = atomic_load(&rt->idle_mask);
-        if (!m)
-            return; /* someone is awake and will look */
-        unsigned start = atomic_fetch_add_explicit(&rt->wake_rr, 1, memory_order_relaxed) %
-                         (unsigned)rt->nworkers;
-        uint64_t rot = (m >> start) | (start ? m << (64 - start) : 0);
-        int i = (int)((__builtin_ctzll(rot) + start) % 64);
-        uint64_t bit = 1ull << i;
-        if (atomic_compare_exchange_weak(&rt->idle_mask, &m, m & ~bit)) {
-            gv_worker_wake(&rt->workers[i]);
-            return;
-        }
-    }
+    wake_one_idle(rt); /* none idle: someone is awake and will look */
 }
 
 /* Priority preemption: if the worker running Python runs something of lower
