@@ -33,18 +33,13 @@ Figures (every sample in a fresh child, as in ``bench.core``):
   the same calls on a runtime with nothing running. Target: p99 <= 50 ms. The three
   lines read the same runs (one run per side and repeat, see ``snapshot_latency``).
 
-Who spawns the natives (``spawn_from``). The runtime starves native GVThreads that sit
-in the global native queue, or in the native queue of the worker holding the Python
-token, while the worker serving natives has one of its own to rerun: a native that
-yields or is preempted goes back to its worker's local queue and is picked again at
-once (``pick_native`` looks at the global queue only when the local one is empty, and
-steals only when both are). So two natives spawned from the main thread on
-``Runtime(workers=1)`` that wait for each other never finish. The ping-pong figures
-therefore have one native spawn its peer with ``api->spawn`` (both then share a local
-queue and alternate); ``spawn_from="main"`` gives the plain spawn_native path back (it
-hangs until that is fixed). The snapshot figure spawns its natives from the main
-thread; usually only one of the four makes progress, the others are listed in the
-sample's ``info["stalled"]`` (``--json``); the load on the workers is the same.
+Who spawns the natives (``spawn_from``). The ping-pong figures have one native spawn its
+peer with ``api->spawn`` (both then share the worker's local native queue);
+``spawn_from="main"`` spawns both with ``Runtime.spawn_native`` from the main thread
+instead. (When this suite was written, natives requeued locally starved the global native
+queue, and the main-thread variant hung; the runtime now requeues them globally when
+others wait there, and both variants finish. ``info["stalled"]`` in the snapshot figure
+lists natives that made no progress during a sample: it should stay empty.)
 
 When ``go`` is not on PATH (checked when the suite is loaded, and again in the child),
 the Go peers are labelled ``go:absent``, report 0 and carry no ratio target, so the line
