@@ -1,25 +1,29 @@
-/* sched.c -- run queues, the worker loop, spawn/yield/park/wake.
+/* sched.c -- run queues, the thread loop, spawn/yield/park/wake, handoff,
+ * native GVThreads and their C API.
  *
- * Model (after Go's runtime/proc.go, scaled down).  A runtime owns N worker OS
- * threads.  Each worker runs a scheduler loop on its own stack (Go's g0) and
- * switches into one GVThread at a time; a GVThread always switches back to
- * its worker's loop, never directly to another GVThread, so that everything
- * done "after the switch-out" (requeue, releasing a parker's lock, freeing a
- * dead slot) happens on a stack nobody else is running on.
+ * Model (after Go's runtime/proc.go, scaled down).  A runtime has N workers
+ * (Go's P: run queues, a slot for the Python token, statistics) and the OS
+ * threads that serve them (Go's M, gv_thr), one each until handoff.  A thread
+ * runs a scheduler loop on its own stack (Go's g0) and switches into one
+ * GVThread at a time; a GVThread always switches back to its thread's loop,
+ * never directly to another GVThread, so that everything done "after the
+ * switch-out" (requeue, releasing a parker's lock, freeing a dead slot)
+ * happens on a stack nobody else is running on.
  *
  * Queues.  Every worker has a local run queue; there is one global queue
  * (spawns from ordinary threads, wakeups from the timer thread).  A queue is
  * four FIFOs, one per priority, and a bitmap of the non-empty ones, so the
  * highest runnable priority is one count-trailing-zeros away.  A worker with
  * nothing local takes from the global queue and then steals from the others.
+ * Native GVThreads have their own local and global queues.
  *
  * The Python token.  Python GVThreads cannot run in parallel on a GIL build,
  * and two workers taking turns with the GIL made a yield-heavy workload 2x
  * slower than one worker (every release hands the GIL to the other thread).
  * So exactly one worker at a time -- the holder of rt->py_owner -- runs Python
- * GVThreads; it serves every queue.  The others sleep until the holder goes
- * idle and gives the token up.  (Issue 4 adds native GVThreads, which need no
- * token, and handoff when the holder is stuck.)
+ * GVThreads; it serves every Python queue.  The others run native GVThreads,
+ * which need no token, or sleep.  A worker stuck inside one GVThread is handed
+ * to a spare thread by the monitor (gv_handoff, below).
  *
  * Priorities are strict, except that a worker which has picked a higher level
  * 128 times in a row while a lower one waited serves the next lower level
