@@ -110,20 +110,23 @@ void gv_py_worker_release_gil(gv_thr *w) {
 #endif
 }
 
+/* The thread's own tstate (3.11: to release the GIL; all versions: to finish
+ * native GVThreads' Handles) goes with the thread. */
 void gv_py_worker_fini(gv_thr *w) {
-#if GV_KEEP_GIL
     PyThreadState *ts = w->idle_ts;
     w->idle_ts = NULL;
-    if (ts && !_Py_IsFinalizing()) {
+#if PY_VERSION_HEX >= 0x030D0000
+    int finalizing = Py_IsFinalizing();
+#else
+    int finalizing = _Py_IsFinalizing();
+#endif
+    if (ts && !finalizing) {
         gv_gilstate_switch_in(ts);
         PyEval_RestoreThread(ts);
         PyThreadState_Clear(ts);
         PyThreadState_DeleteCurrent();
     }
     /* else: finalization frees it with the other tstates */
-#else
-    (void)w;
-#endif
 }
 
 /* ------------------------------------------------------------ Handle */
