@@ -55,11 +55,17 @@ def test_avx_loop_forced_100_times_bit_exact(avx, workers):
     with Runtime(workers=1, time_slice=None) as rt:        # never preempted: the reference
         ref = run(avx, rt, 4, n)
         assert rt.stats()["forced_preemptions"] == 0
-    with Runtime(workers=workers, time_slice=0.001, grace_period=0.0) as rt:
-        got = run(avx, rt, 4, n)
-        st = rt.stats()
-    assert st["forced_preemptions"] >= 100, st
-    assert got == ref                                       # every bit of every ymm lane
+    # ~180 forced switches a round on an idle 2-core box; on a loaded one the monitor and
+    # the signals get less CPU, so run more rounds (each checked) until 100 are counted
+    forced = 0
+    for _ in range(8):
+        with Runtime(workers=workers, time_slice=0.001, grace_period=0.0) as rt:
+            got = run(avx, rt, 4, n)
+            forced += rt.stats()["forced_preemptions"]
+        assert got == ref                                   # every bit of every ymm lane
+        if forced >= 100:
+            break
+    assert forced >= 100, forced
 
 
 def test_unregistered_code_is_not_forced_but_handed_off(tmp_path):
