@@ -14,7 +14,7 @@ measured in the same run.
 from __future__ import annotations
 
 from ._runner import Figure, Side, Target
-from ._util import gc_paused, now_ns, rss_bytes, settle, wait_until
+from ._util import gc_paused, now_ns, rss_bytes, settle, switch_count, wait_until
 
 __all__ = ["FIGURES"]
 
@@ -59,10 +59,10 @@ def switch_gv(n: int, warmup: int, workers: int = 1):
     rt = gvthread.Runtime(workers=workers)
     try:
         _pingpong_gv(rt, warmup)
-        stats0 = _switch_count(rt)
+        stats0 = switch_count(rt)
         with gc_paused():
             elapsed, switches = _pingpong_gv(rt, n)
-        stats1 = _switch_count(rt)
+        stats1 = switch_count(rt)
         info = {"switches": switches, "elapsed_ns": elapsed}
         if stats0 is not None and stats1 is not None:
             # What the runtime itself counted; a large gap from `switches` means yields
@@ -71,13 +71,6 @@ def switch_gv(n: int, warmup: int, workers: int = 1):
         yield {"value": elapsed / switches, "info": info}
     finally:
         rt.shutdown()
-
-
-def _switch_count(rt):
-    try:
-        return int(rt.stats()["switches"])
-    except Exception:  # stats() is informative only
-        return None
 
 
 def switch_greenlet(n: int, warmup: int):

@@ -58,7 +58,7 @@ import tempfile
 import time
 
 from ._runner import Figure, Side, Target
-from ._util import gc_paused
+from ._util import gc_paused, scratch_dir, shared_sample
 
 __all__ = ["FIGURES"]
 
@@ -612,68 +612,10 @@ def _snapshot_run(busy: bool, calls: int, pause: float, py_busy: int = 4,
 # alternate; the three lines describe the same runs, and the suite pays one run per side
 # and repeat instead of one per figure. A child run by hand measures every time.
 
-def _proc_start(pid: int):
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            return f.read().rsplit(b")", 1)[1].split()[19].decode()  # field 22: starttime
-    except (OSError, IndexError):
-        return None
-
-
-def _scratch_dir():
-    ppid = os.getppid()
-    try:
-        with open(f"/proc/{ppid}/cmdline", "rb") as f:
-            argv = f.read().split(b"\0")
-    except OSError:
-        return None
-    if b"bench" not in argv or b"native" not in argv:
-        return None
-    started = _proc_start(ppid)
-    if started is None:
-        return None
-    root = os.path.join(_cache_root(), "runs")
-    os.makedirs(root, mode=0o700, exist_ok=True)
-    mine = f"{ppid}-{started}"
-    for entry in os.listdir(root):          # runs whose bench process has exited
-        pid, _, st = entry.partition("-")
-        if entry != mine and (not pid.isdigit() or _proc_start(int(pid)) != st):
-            shutil.rmtree(os.path.join(root, entry), ignore_errors=True)
-    path = os.path.join(root, mine)
-    os.makedirs(path, exist_ok=True)
-    return path
-
-
 def snapshot_latency(metric: str, **params):
     """``metric`` (p50, p99, call_p50, call_p99; ms) of one run of the snapshot test."""
-    import json
-
-    side = hashlib.sha1(json.dumps(params, sort_keys=True).encode()).hexdigest()[:16]
-    scratch = _scratch_dir()
-    sample = path = None
-    if scratch is not None:
-        counter = os.path.join(scratch, f"{side}.{metric}.n")
-        try:
-            with open(counter) as f:
-                n = int(f.read())
-        except (OSError, ValueError):
-            n = 0
-        with open(counter, "w") as f:
-            f.write(str(n + 1))
-        path = os.path.join(scratch, f"{side}.{n}.json")
-        try:
-            with open(path) as f:
-                sample = json.load(f)
-            sample["reused"] = True
-        except (OSError, ValueError):
-            sample = None
-    if sample is None:
-        sample = _snapshot_run(**params)
-        if path is not None:
-            with open(path + ".tmp", "w") as f:
-                json.dump(sample, f)
-            os.replace(path + ".tmp", path)
-        sample["reused"] = False
+    sample = shared_sample(scratch_dir("native", os.path.join(_cache_root(), "runs")),
+                           params, metric, lambda: _snapshot_run(**params))
     return {"value": sample[metric], "info": sample}
 
 

@@ -47,14 +47,11 @@ compiled / builtin <= 1.30.
 
 from __future__ import annotations
 
-import hashlib
-import json
 import os
-import shutil
 import tempfile
 
 from ._runner import Figure, Side, Target
-from ._util import gc_paused, now_ns
+from ._util import gc_paused, now_ns, scratch_dir, shared_sample
 
 __all__ = ["FIGURES"]
 
@@ -255,42 +252,8 @@ def _measure(impl: str, busy_s: float, ticks: int, period: float, **kw) -> dict:
 
 # -- sharing a run between the p50, p99 and ticks figures ------------------------------
 
-def _proc_start(pid: int):
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            return f.read().rsplit(b")", 1)[1].split()[19].decode()  # field 22: starttime
-    except (OSError, IndexError):
-        return None
-
-
 def _scratch_root() -> str:
     return os.path.join(tempfile.gettempdir(), f"gvthread-bench-preempt-{os.getuid()}")
-
-
-def _scratch_dir():
-    """The directory shared by the children of this ``python -m bench`` process, or
-    None when our parent is something else (a child run by hand measures every time)."""
-    ppid = os.getppid()
-    try:
-        with open(f"/proc/{ppid}/cmdline", "rb") as f:
-            argv = f.read().split(b"\0")
-    except OSError:
-        return None
-    if b"bench" not in argv or b"preempt" not in argv:
-        return None
-    started = _proc_start(ppid)
-    if started is None:
-        return None
-    root = _scratch_root()
-    os.makedirs(root, mode=0o700, exist_ok=True)
-    mine = f"{ppid}-{started}"
-    for entry in os.listdir(root):          # runs whose bench process has exited
-        pid, _, st = entry.partition("-")
-        if entry != mine and (not pid.isdigit() or _proc_start(int(pid)) != st):
-            shutil.rmtree(os.path.join(root, entry), ignore_errors=True)
-    path = os.path.join(root, mine)
-    os.makedirs(path, exist_ok=True)
-    return path
 
 
 def fairness(impl: str, metric: str, group: str, busy_s: float, ticks: int,
@@ -302,33 +265,9 @@ def fairness(impl: str, metric: str, group: str, busy_s: float, ticks: int,
     needed it first.
     """
     params = {"impl": impl, "busy_s": busy_s, "ticks": ticks, "period": period, **kw}
-    side = hashlib.sha1(json.dumps(params, sort_keys=True).encode()).hexdigest()[:16]
-    scratch = _scratch_dir()
-    sample = None
-    if scratch is not None:
-        counter = os.path.join(scratch, f"{side}.{group}.{metric}.n")
-        try:
-            with open(counter) as f:
-                n = int(f.read())
-        except (OSError, ValueError):
-            n = 0
-        with open(counter, "w") as f:
-            f.write(str(n + 1))
-        path = os.path.join(scratch, f"{side}.{n}.json")
-        try:
-            with open(path) as f:
-                sample = json.load(f)
-            sample["reused"] = True
-        except (OSError, ValueError):
-            sample = None
-    if sample is None:
-        sample = _measure(impl, busy_s, ticks, period, **kw)
-        if scratch is not None:
-            tmp = path + ".tmp"
-            with open(tmp, "w") as f:
-                json.dump(sample, f)
-            os.replace(tmp, path)
-        sample["reused"] = False
+    sample = shared_sample(scratch_dir("preempt", _scratch_root()), params,
+                           f"{group}.{metric}",
+                           lambda: _measure(impl, busy_s, ticks, period, **kw))
     return {"value": sample[metric], "info": sample}
 
 

@@ -28,7 +28,7 @@ locals, a ``for ... in range`` loop, the same warm-up, the cyclic gc off while t
 from __future__ import annotations
 
 from ._runner import Figure, Side, Target
-from ._util import gc_paused, now_ns
+from ._util import gc_paused, now_ns, switch_count
 
 __all__ = ["FIGURES"]
 
@@ -84,10 +84,10 @@ def channel_gv(n: int, warmup: int, producers: int, capacity: int = 128, workers
     rt = gvthread.Runtime(workers=workers)
     try:
         rt.spawn(drive, warmup, producers).join()
-        switches0 = _switch_count(rt)
+        switches0 = switch_count(rt)
         with gc_paused():
             elapsed = rt.spawn(drive, n, producers).join()
-        switches1 = _switch_count(rt)
+        switches1 = switch_count(rt)
         info = {"elapsed_ns": elapsed, "messages": n, "producers": producers,
                 "consumers": producers, "capacity": capacity, "workers": rt.workers}
         if switches0 is not None and switches1 is not None:
@@ -95,13 +95,6 @@ def channel_gv(n: int, warmup: int, producers: int, capacity: int = 128, workers
         yield {"value": n * 1e9 / elapsed, "info": info}
     finally:
         rt.shutdown()
-
-
-def _switch_count(rt):
-    try:
-        return int(rt.stats()["switches"])
-    except Exception:  # stats() is informative only
-        return None
 
 
 def channel_gevent(n: int, warmup: int, producers: int, capacity: int = 128):
