@@ -143,11 +143,17 @@ class Runtime:
         self._check_open()
         out = []
         for (gid, name, state, prio, worker, created, started, switches,
-             wait_kind, wait_obj, cpu, preemptions) in self._core.snapshot():
+             wait_kind, wait_obj, cpu, preemptions) in self._core.snapshot()[0]:
             out.append(GVThreadInfo(gid, name, state, prio, worker, created, started, switches,
                                     WaitKind(wait_kind), wait_obj if wait_kind else None,
                                     cpu, preemptions))
         return out
+
+    def handle(self, gvthread_id: int):
+        """The Handle of a live GVThread of this runtime, wherever it was spawned
+        (to cancel or join it); KeyError if there is no such live GVThread."""
+        self._check_open()
+        return self._core.handle(gvthread_id)
 
     def stack(self, gvthread_id: int) -> list[tuple[str, int, str, str]]:
         """Python stack of a live GVThread, outermost frame first, as

@@ -689,40 +689,97 @@ static gv_gvt *scan_next(gv_runtime *rt, uint32_t *pos) {
     return NULL;
 }
 
-static PyObject *core_snapshot(CoreObject *self, PyObject *unused) {
-    (void)unused;
-    if (core_check(self) < 0)
+static PyObject *snap_name(gv_gvt *g) {
+    return g->task ? handle_get_name((HandleObject *)g->task, NULL)
+                   : PyUnicode_FromFormat("native-%llu", (unsigned long long)g->id);
+}
+
+static PyObject *snap_tuple(gv_gvt *g, PyObject *name /* stolen */) {
+    uint32_t state = atomic_load_explicit(&g->state, memory_order_relaxed);
+    return Py_BuildValue(
+        "(KNNNNdNKiKdI)", (unsigned long long)g->id, name,
+        enum_member(state_enum_members, (long)state), enum_member(prio_enum_members, g->prio),
+        g->last_worker < 0 ? Py_NewRef(Py_None) : PyLong_FromLong(g->last_worker),
+        (double)g->created_ns / 1e9,
+        g->started_ns ? PyFloat_FromDouble((double)g->started_ns / 1e9) : Py_NewRef(Py_None),
+        (unsigned long long)g->switches, (int)g->wait_kind, (unsigned long long)g->wait_obj,
+        (double)g->cpu_ticks / gv_ticks_per_ns / 1e9, (unsigned int)g->preemptions);
+}
+
+/* snapshot(start=0, limit=-1, states=0, prios=0, name=None)
+ *     -> (rows, next_start or None, matched)
+ * One page of live GVThreads in slot order, from slot position `start`:
+ * at most `limit` rows (-1: all) of those whose state bit is in `states` and
+ * priority bit in `prios` (0: any) and whose name contains `name`.
+ * `matched` counts every match in the whole table, so a client can show
+ * "page 1 of N" without fetching the rest; without a name filter counting
+ * builds no Python objects, so the first page of 100,000 stays cheap. */
+static PyObject *core_snapshot(CoreObject *self, PyObject *args, PyObject *kwargs) {
+    static char *kwlist[] = {"start", "limit", "states", "prios", "name", NULL};
+    unsigned int start = 0, states = 0, prios = 0;
+    Py_ssize_t limit = -1;
+    PyObject *needle = Py_None;
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "|InIIO:snapshot", kwlist, &start, &limit,
+                                     &states, &prios, &needle) ||
+        core_check(self) < 0)
         return NULL;
+    if (needle != Py_None && !PyUnicode_Check(needle)) {
+        PyErr_SetString(PyExc_TypeError, "snapshot: name must be a str or None");
+        return NULL;
+    }
+    if (needle != Py_None && PyUnicode_GET_LENGTH(needle) == 0)
+        needle = Py_None;
     gv_runtime *rt = self->rt;
     PyObject *list = PyList_New(0);
     if (!list)
         return NULL;
     int gc_was = PyGC_Disable(); /* no finalizer may run Python mid-scan */
-    uint32_t pos = 0;
+    uint32_t pos = start;
+    Py_ssize_t matched = 0;
+    long long next = -1;
     for (gv_gvt *g; (g = scan_next(rt, &pos));) {
         uint32_t state = atomic_load_explicit(&g->state, memory_order_relaxed);
-        PyObject *name = g->task ? handle_get_name((HandleObject *)g->task, NULL)
-                                 : PyUnicode_FromFormat("native-%llu", (unsigned long long)g->id);
-        PyObject *t = name ? Py_BuildValue(
-            "(KNNNNdNKiKdI)", (unsigned long long)g->id, name,
-            enum_member(state_enum_members, (long)state),
-            enum_member(prio_enum_members, g->prio),
-            g->last_worker < 0 ? Py_NewRef(Py_None) : PyLong_FromLong(g->last_worker),
-            (double)g->created_ns / 1e9,
-            g->started_ns ? PyFloat_FromDouble((double)g->started_ns / 1e9) : Py_NewRef(Py_None),
-            (unsigned long long)g->switches, (int)g->wait_kind,
-            (unsigned long long)g->wait_obj, (double)g->cpu_ticks / gv_ticks_per_ns / 1e9,
-            (unsigned int)g->preemptions) : NULL;
+        if (states && !(states & (1u << state)))
+            continue;
+        if (prios && !(prios & (1u << g->prio)))
+            continue;
+        PyObject *name = NULL;
+        if (needle != Py_None) {
+            if (!(name = snap_name(g)))
+                goto fail;
+            Py_ssize_t at = PyUnicode_Find(name, needle, 0, PY_SSIZE_T_MAX, 1);
+            if (at < 0) {
+                Py_DECREF(name);
+                if (at == -2)
+                    goto fail;
+                continue;
+            }
+        }
+        matched++;
+        if (limit >= 0 && PyList_GET_SIZE(list) >= limit) {
+            if (next < 0)
+                next = (long long)pos - 1;
+            Py_XDECREF(name);
+            continue;
+        }
+        if (!name && !(name = snap_name(g)))
+            goto fail;
+        PyObject *t = snap_tuple(g, name);
         if (!t || PyList_Append(list, t) < 0) {
             Py_XDECREF(t);
-            Py_CLEAR(list);
-            break;
+            goto fail;
         }
         Py_DECREF(t);
     }
     if (gc_was)
         PyGC_Enable();
-    return list;
+    return Py_BuildValue("(NNn)", list, next < 0 ? Py_NewRef(Py_None) : PyLong_FromLongLong(next),
+                         matched);
+fail:
+    if (gc_was)
+        PyGC_Enable();
+    Py_DECREF(list);
+    return NULL;
 }
 
 /* stack(id) -> [(filename, lineno, function), ...] innermost first. */
@@ -766,6 +823,23 @@ static PyObject *core_stack(CoreObject *self, PyObject *arg) {
     if (gc_was)
         PyGC_Enable();
     return list;
+}
+
+/* handle(id) -> the Handle of a live GVThread, so that an inspector (the
+ * kernel) can cancel or join one it did not spawn. */
+static PyObject *core_handle(CoreObject *self, PyObject *arg) {
+    unsigned long long id = PyLong_AsUnsignedLongLong(arg);
+    if ((id == (unsigned long long)-1 && PyErr_Occurred()) || core_check(self) < 0)
+        return NULL;
+    uint32_t pos = 0;
+    gv_gvt *g;
+    while ((g = scan_next(self->rt, &pos)) && g->id != id)
+        ;
+    if (!g || !g->task) {
+        PyErr_Format(PyExc_KeyError, "no live GVThread with id %llu", id);
+        return NULL;
+    }
+    return Py_NewRef((PyObject *)g->task);
 }
 
 /* spawn_native(fn_addr, arg_addr, prio, name) -> Handle */
@@ -818,8 +892,9 @@ static PyObject *core_recursion_units(CoreObject *self, PyObject *unused) {
 static PyMethodDef core_methods[] = {
     {"spawn", (PyCFunction)(void (*)(void))core_spawn, METH_FASTCALL | METH_KEYWORDS,
      "spawn(fn, *args, name=None, priority=Priority.NORMAL, **kwargs) -> Handle"},
-    {"snapshot", (PyCFunction)core_snapshot, METH_NOARGS, NULL},
+    {"snapshot", (PyCFunction)(void (*)(void))core_snapshot, METH_VARARGS | METH_KEYWORDS, NULL},
     {"stack", (PyCFunction)core_stack, METH_O, NULL},
+    {"handle", (PyCFunction)core_handle, METH_O, NULL},
     {"recursion_units", (PyCFunction)core_recursion_units, METH_NOARGS, NULL},
     {"detach", (PyCFunction)core_detach, METH_NOARGS, NULL},
     {"spawn_native", (PyCFunction)core_spawn_native, METH_VARARGS, NULL},

@@ -1,0 +1,3 @@
+from gvkernel.app import main
+
+raise SystemExit(main())

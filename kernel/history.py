@@ -1,0 +1,123 @@
+"""Input history, kept per kernel session and persisted in SQLite, as IPython does.
+
+Each kernel start is a new session number; history_request reads this session's
+lines and earlier sessions' (tail, range, search).  The file is
+$GVKERNEL_HISTORY, else $XDG_DATA_HOME/gvkernel/history.sqlite.  If it cannot be
+opened (read-only home, a corrupt file), history lives in memory for this session
+and the kernel says so in its log: history is never a reason to fail.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import sqlite3
+import threading
+from typing import Any, Optional
+
+log = logging.getLogger("gvkernel.history")
+
+MAX_ROWS = 10_000
+
+
+def default_path() -> str:
+    p = os.environ.get("GVKERNEL_HISTORY")
+    if p:
+        return p
+    base = os.environ.get("XDG_DATA_HOME") or os.path.join(os.path.expanduser("~"), ".local",
+                                                           "share")
+    return os.path.join(base, "gvkernel", "history.sqlite")
+
+
+class History:
+    def __init__(self, path: Optional[str] = None):
+        self.path = path or default_path()
+        self._lock = threading.Lock()
+        try:
+            if self.path != ":memory:":
+                os.makedirs(os.path.dirname(os.path.abspath(self.path)), exist_ok=True)
+            self._db = self._open(self.path)
+        except (OSError, sqlite3.Error) as e:
+            log.warning("history file %s unusable (%s); keeping history in memory", self.path, e)
+            self.path = ":memory:"
+            self._db = self._open(":memory:")
+        with self._lock, self._db:
+            cur = self._db.execute("INSERT INTO sessions DEFAULT VALUES")
+            self.session = int(cur.lastrowid)
+
+    @staticmethod
+    def _open(path: str) -> sqlite3.Connection:
+        db = sqlite3.connect(path, check_same_thread=False, timeout=2.0)
+        db.execute("CREATE TABLE IF NOT EXISTS sessions (session INTEGER PRIMARY KEY "
+                   "AUTOINCREMENT)")
+        db.execute("CREATE TABLE IF NOT EXISTS history (session INTEGER, line INTEGER, "
+                   "source TEXT, output TEXT, PRIMARY KEY (session, line))")
+        return db
+
+    def store(self, line: int, source: str, output: Optional[str] = None) -> None:
+        try:
+            with self._lock, self._db:
+                self._db.execute("INSERT OR REPLACE INTO history VALUES (?, ?, ?, ?)",
+                                 (self.session, line, source, output))
+        except sqlite3.Error as e:
+            log.warning("history: cannot store line %d: %s", line, e)
+
+    def _rows(self, sql: str, args: tuple, output: bool) -> list:
+        with self._lock:
+            rows = self._db.execute(sql, args).fetchall()
+        if output:
+            return [[s, ln, [src, out]] for s, ln, src, out in rows]
+        return [[s, ln, src] for s, ln, src, _ in rows]
+
+    def request(self, content: dict) -> list:
+        """The `history` list of a history_reply."""
+        kind = content.get("hist_access_type", "tail")
+        output = bool(content.get("output", False))
+        n = content.get("n")
+        n = MAX_ROWS if not isinstance(n, int) or isinstance(n, bool) or n <= 0 else min(n, MAX_ROWS)
+        cols = "session, line, source, output"
+        if kind == "tail":
+            rows = self._rows(f"SELECT {cols} FROM history ORDER BY session DESC, line DESC "
+                              "LIMIT ?", (n,), output)
+            return rows[::-1]
+        if kind == "range":
+            session = content.get("session", 0)
+            session = session if isinstance(session, int) else 0
+            if session <= 0:
+                session += self.session
+            start = content.get("start", 0)
+            stop = content.get("stop")
+            start = start if isinstance(start, int) else 0
+            if isinstance(stop, int) and stop > 0:
+                return self._rows(f"SELECT {cols} FROM history WHERE session=? AND line>=? "
+                                  "AND line<? ORDER BY line LIMIT ?",
+                                  (session, start, stop, MAX_ROWS), output)
+            return self._rows(f"SELECT {cols} FROM history WHERE session=? AND line>=? "
+                              "ORDER BY line LIMIT ?", (session, start, MAX_ROWS), output)
+        if kind == "search":
+            pattern = content.get("pattern", "*")
+            pattern = pattern if isinstance(pattern, str) else "*"
+            unique = bool(content.get("unique", False))
+            with self._lock:
+                rows = self._db.execute(f"SELECT {cols} FROM history WHERE source GLOB ? "
+                                        "ORDER BY session DESC, line DESC",
+                                        (pattern,)).fetchall()
+            out: list[Any] = []
+            seen: set = set()
+            for s, ln, src, o in rows:
+                if unique:
+                    if src in seen:
+                        continue
+                    seen.add(src)
+                out.append([s, ln, [src, o]] if output else [s, ln, src])
+                if len(out) >= n:
+                    break
+            return out[::-1]
+        raise ValueError(f"unknown hist_access_type {kind!r}")
+
+    def close(self) -> None:
+        with self._lock:
+            try:
+                self._db.close()
+            except sqlite3.Error:
+                pass
+
