@@ -128,7 +128,9 @@ struct gv_gvt {
     int32_t last_worker;        /* -1 before the first run */
     uint64_t wait_obj;          /* id of what a BLOCKED GVThread waits on */
     uint32_t park_seq;          /* wake_seq value of the current park */
-    uint32_t pad2;
+    _Atomic uint32_t mon_armed; /* 1: its sys.monitoring safepoints are armed (pymonitor.c);
+                                   set by it in the pending call, cleared by the monitor
+                                   when it flags a new slice */
     void (*park_unlock)(void *);
     void *park_arg;
     _Atomic uint32_t wake_seq;  /* bumped by each successful wake (CAS from the
@@ -271,7 +273,8 @@ struct gv_worker {
     uint64_t mon_flag_act;      /* monitor-private: activity at that moment */
     gv_gvt *mon_flag_g;         /* monitor-private: whom it flagged */
     uint64_t mon_slice;         /* monitor-private: slice_start of the flagged slice */
-    int mon_overrun;            /* monitor-private: overrun already handled */
+    int mon_overrun;            /* monitor-private: 1 overrun seen, 2 handed off */
+    uint64_t mon_arm_tsc;       /* monitor-private: first sys.monitoring arm request, 0: none */
     gv_runq local;
     gv_runq nlocal;             /* native GVThreads: any thread may run them */
 } __attribute__((aligned(GV_CACHELINE)));
@@ -356,6 +359,7 @@ struct gv_runtime {
     uint64_t slice_ticks;       /* time_slice in gv_ticks; 0: no preemption */
     uint64_t grace_ticks;
     uint64_t monitor_ns;        /* how often the monitor looks while workers run */
+    int mon_arm;                /* gv_config.monitor_safepoints */
 };
 
 /* ---- scheduler API used by pybridge.c ---- */
@@ -420,6 +424,9 @@ gv_thr *gv_thr_now(void);
 int gv_handoff(gv_runtime *rt, gv_worker *w, uintptr_t stuck_owner);
 bool gv_any_work(gv_runtime *rt);
 bool gv_native_work(gv_runtime *rt);
+/* pymonitor.c: ask g's thread (by a CPython pending call) to arm sys.monitoring
+ * safepoints in the code g runs.  Callable without the GIL; 0 if it cannot. */
+int gv_py_arm_request(gv_runtime *rt, gv_gvt *g);
 void gv_gilstate_switch_in(void *tstate);   /* pygilstate.c */
 void gv_gilstate_switch_out(void *tstate);
 
