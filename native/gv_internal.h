@@ -2,7 +2,8 @@
  *
  * Lock order (acquire in this order, never the reverse):
  *   handle waiter lock -> timer lock -> run queue lock -> pool (slot) lock
- *   region-table lock and the chunk-cache lock are leaves.
+ *   region-table lock and the chunk-cache lock are leaves; so is CPython's
+ *   pending-call lock, taken under the timer lock by gv_py_arm_request (3.12+).
  * (A timed join adds its timer entry under the handle lock, from the park
  * unlock callback; the timer fires wakeups, which push to run queues, under
  * the timer lock.)
