@@ -17,7 +17,7 @@ import threading
 from typing import Any, Callable, Optional
 
 from gvthread._native import ffi, lib
-from gvthread import _core
+from gvthread import _core, _monitor
 from gvthread._types import GVThreadInfo, Priority, State, WaitKind, coerce_priority
 
 _core.set_enums(tuple(State), tuple(Priority))
@@ -37,7 +37,8 @@ class Runtime:
 
     def __init__(self, workers: Optional[int] = None, stack_size: int = 256 * 1024,
                  max_gvthreads: int = 1_000_000, time_slice: Optional[float] = 0.010,
-                 grace_period: float = 0.010, max_spare_threads: int = 4):
+                 grace_period: float = 0.010, max_spare_threads: int = 4,
+                 monitor_safepoints: bool = True):
         if workers is None:
             workers = os.cpu_count() or 1
         if not isinstance(workers, int) or isinstance(workers, bool) or not (
@@ -63,7 +64,8 @@ class Runtime:
                                       "max_gvthreads": max_gvthreads,
                                       "time_slice": time_slice or 0.0,
                                       "grace_period": grace_period,
-                                      "max_spare_threads": max_spare_threads})
+                                      "max_spare_threads": max_spare_threads,
+                                      "monitor_safepoints": bool(monitor_safepoints)})
         err = ffi.new("int *")
         rt = lib.gv_runtime_new(cfg, err)
         if rt == ffi.NULL:
@@ -80,6 +82,10 @@ class Runtime:
         self.max_gvthreads = max_gvthreads
         self.time_slice = time_slice
         self.grace_period = grace_period
+        # 3.12+: a Python GVThread that ignores its flag past the grace period gets
+        # sys.monitoring safepoints armed in its code before its worker is handed off
+        # (gvthread/_monitor.py); a no-op on 3.11.
+        self.monitor_safepoints = bool(monitor_safepoints) and _monitor.AVAILABLE
         with _open_lock:
             _open.add(self)
 

@@ -23,6 +23,8 @@ typedef struct gv_config {
     double time_slice;        /* seconds a GVThread runs before it is asked to yield; 0: never */
     double grace_period;      /* seconds after the ask before the runtime forces the issue */
     int max_spare_threads;    /* OS threads that may take over a stuck worker's queue */
+    int monitor_safepoints;   /* 3.12+: arm sys.monitoring safepoints in a stuck Python
+                                 GVThread's code before handing its worker off */
 } gv_config;
 
 typedef struct gv_worker_stats {

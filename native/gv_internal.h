@@ -2,7 +2,8 @@
  *
  * Lock order (acquire in this order, never the reverse):
  *   handle waiter lock -> timer lock -> run queue lock -> pool (slot) lock
- *   region-table lock and the chunk-cache lock are leaves.
+ *   region-table lock and the chunk-cache lock are leaves; so is CPython's
+ *   pending-call lock, taken under the timer lock by gv_py_arm_request (3.12+).
  * (A timed join adds its timer entry under the handle lock, from the park
  * unlock callback; the timer fires wakeups, which push to run queues, under
  * the timer lock.)
@@ -128,7 +129,9 @@ struct gv_gvt {
     int32_t last_worker;        /* -1 before the first run */
     uint64_t wait_obj;          /* id of what a BLOCKED GVThread waits on */
     uint32_t park_seq;          /* wake_seq value of the current park */
-    uint32_t pad2;
+    _Atomic uint32_t mon_armed; /* 1: its sys.monitoring safepoints are armed (pymonitor.c);
+                                   set by it in the pending call, cleared by the monitor
+                                   when it flags a new slice */
     void (*park_unlock)(void *);
     void *park_arg;
     _Atomic uint32_t wake_seq;  /* bumped by each successful wake (CAS from the
@@ -271,7 +274,8 @@ struct gv_worker {
     uint64_t mon_flag_act;      /* monitor-private: activity at that moment */
     gv_gvt *mon_flag_g;         /* monitor-private: whom it flagged */
     uint64_t mon_slice;         /* monitor-private: slice_start of the flagged slice */
-    int mon_overrun;            /* monitor-private: overrun already handled */
+    int mon_overrun;            /* monitor-private: 1 overrun seen, 2 handed off */
+    uint64_t mon_arm_tsc;       /* monitor-private: first sys.monitoring arm request, 0: none */
     gv_runq local;
     gv_runq nlocal;             /* native GVThreads: any thread may run them */
 } __attribute__((aligned(GV_CACHELINE)));
@@ -356,6 +360,7 @@ struct gv_runtime {
     uint64_t slice_ticks;       /* time_slice in gv_ticks; 0: no preemption */
     uint64_t grace_ticks;
     uint64_t monitor_ns;        /* how often the monitor looks while workers run */
+    int mon_arm;                /* gv_config.monitor_safepoints */
 };
 
 /* ---- scheduler API used by pybridge.c ---- */
@@ -420,6 +425,9 @@ gv_thr *gv_thr_now(void);
 int gv_handoff(gv_runtime *rt, gv_worker *w, uintptr_t stuck_owner);
 bool gv_any_work(gv_runtime *rt);
 bool gv_native_work(gv_runtime *rt);
+/* pymonitor.c: ask g's thread (by a CPython pending call) to arm sys.monitoring
+ * safepoints in the code g runs.  Callable without the GIL; 0 if it cannot. */
+int gv_py_arm_request(gv_runtime *rt, gv_gvt *g);
 void gv_gilstate_switch_in(void *tstate);   /* pygilstate.c */
 void gv_gilstate_switch_out(void *tstate);
 

@@ -1070,7 +1070,8 @@ static PyObject *make_module(void) {
         PyModule_AddObjectRef(m, "Core", (PyObject *)&CoreType) < 0 ||
         PyModule_AddStringConstant(m, "CTX_IMPL", GV_CTX_NAME) < 0 ||
         PyModule_AddIntConstant(m, "ASAN", GV_ASAN) < 0 ||
-        gv_pywait_register(m) < 0 || gv_pychan_register(m) < 0) {
+        gv_pywait_register(m) < 0 || gv_pychan_register(m) < 0 ||
+        gv_pymonitor_register(m) < 0) {
         Py_DECREF(m);
         return NULL;
     }

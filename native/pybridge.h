@@ -104,5 +104,6 @@ int gv_parse_timeout(PyObject *o, double *out);
 uint64_t gv_next_object_id(void);
 int gv_pywait_register(PyObject *m);
 int gv_pychan_register(PyObject *m);
+int gv_pymonitor_register(PyObject *m); /* pymonitor.c */
 
 #endif

@@ -74,6 +74,7 @@ gv_runtime *gv_runtime_new(const gv_config *cfg, int *err) {
          * most a slice + 1 ms late) and at most every 0.5 ms. */
         double m = cfg->time_slice / 4;
         rt->monitor_ns = (uint64_t)((m > 0.001 ? 0.001 : m < 0.0005 ? 0.0005 : m) * 1e9);
+        rt->mon_arm = cfg->monitor_safepoints != 0;
     }
     if (gv_timer_start(rt) != 0) {
         *err = GV_E_THREAD;

@@ -175,15 +175,46 @@ static void advance(gv_timer *t, uint64_t now_tick) {
  * Every monitor period while some worker runs a GVThread: a GVThread past
  * its time slice gets its preempt flag set (it yields at its next safepoint);
  * one still flagged, with no safepoint reached, past the grace period is an
- * overrun (counted; handing its worker's queue to a spare thread is the next
- * step).  Reads of the workers' fields are racy by design: a stale value
- * delays a decision by one period.  Runs on the timer thread, under the
- * timer lock, and takes no other lock. */
+ * overrun.  Then, if another GVThread waits (or an interrupt does):
+ *   - a native GVThread is forced off by SIGURG (preempt.c), or handed off;
+ *   - a Python GVThread on 3.12+ first gets sys.monitoring safepoints armed
+ *     in the code it runs (pymonitor.c, asked again every period until its
+ *     pending call ran); if that does not bring it to a safepoint within
+ *     another grace period (a blocking call, a C loop: no bytecode runs),
+ *     or cannot be asked, its worker is handed off;
+ *   - otherwise (3.11, monitor_safepoints=False) it is handed off at once.
+ * Reads of the workers' fields are racy by design: a stale value delays a
+ * decision by one period.  Runs on the timer thread, under the timer lock,
+ * and takes no other lock but CPython's pending-call lock (a leaf). */
 static int any_running(gv_runtime *rt) {
     for (int i = 0; i < rt->nworkers; i++)
         if (atomic_load_explicit(&rt->workers[i].slice_start, memory_order_relaxed))
             return 1;
     return 0;
+}
+
+/* A Python GVThread past slice + grace without a safepoint, on a runtime
+ * with monitor_safepoints: arm sys.monitoring safepoints in its code first,
+ * hand its worker off only if that did not work within a grace period. */
+static void mon_python_overrun(gv_runtime *rt, gv_worker *w, gv_gvt *g, uintptr_t owner,
+                               uint64_t now) {
+    int work = gv_any_work(rt) && !atomic_load(&rt->stopping);
+    if (w->mon_arm_tsc && now - w->mon_arm_tsc >= rt->grace_ticks) {
+        if (work && gv_handoff(rt, w, owner))
+            w->mon_overrun = 2;
+        return;
+    }
+    /* Arm only if someone waits: a lone loop runs on undisturbed. */
+    if (!work && !atomic_load_explicit(&g->intr, memory_order_relaxed))
+        return;
+    if (atomic_load_explicit(&g->mon_armed, memory_order_relaxed))
+        return; /* armed: its next back-edge or call runs the safepoint */
+    if (gv_py_arm_request(rt, g)) {
+        if (!w->mon_arm_tsc)
+            w->mon_arm_tsc = now;
+    } else if (!w->mon_arm_tsc && work && gv_handoff(rt, w, owner)) {
+        w->mon_overrun = 2; /* cannot ask (no hook, queue full): hand off as before */
+    }
 }
 
 void gv_monitor(gv_runtime *rt) {
@@ -210,6 +241,8 @@ void gv_monitor(gv_runtime *rt) {
                 w->mon_flag_tsc = now;
                 w->mon_flag_act = act;
                 w->mon_overrun = 0;
+                w->mon_arm_tsc = 0;
+                atomic_store_explicit(&g->mon_armed, 0, memory_order_relaxed);
             }
         } else if (!w->mon_overrun && act == w->mon_flag_act &&
                    now - w->mon_flag_tsc >= rt->grace_ticks) {
@@ -221,8 +254,12 @@ void gv_monitor(gv_runtime *rt) {
             w->mon_overrun = 1;
             if (g->native && gv_forced_preempt_available())
                 gv_force_preempt(ot, g); /* SIGURG; declined outside preemptible code */
+            else if (!g->native && rt->mon_arm)
+                mon_python_overrun(rt, w, g, owner, now);
             else if (gv_any_work(rt) && !atomic_load(&rt->stopping))
                 gv_handoff(rt, w, owner);
+        } else if (w->mon_overrun == 1 && !g->native && rt->mon_arm && act == w->mon_flag_act) {
+            mon_python_overrun(rt, w, g, owner, now);
         } else if (w->mon_overrun && g->native && act == w->mon_flag_act &&
                    atomic_load_explicit(&g->force_req, memory_order_relaxed)) {
             /* The signal found it outside preemptible code: hand the queue off
