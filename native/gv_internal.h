@@ -225,6 +225,11 @@ struct gv_thr {
     struct gv_runtime *rt;
     struct gv_worker *p;        /* the worker it serves; NULL for a spare */
     gv_gvt *cur;                /* the GVThread switched in, or NULL */
+    /* A native that yielded straight to another native (sched.c, "Direct
+     * native yield"): set just before that switch, requeued onto pending_q
+     * by the first code that runs after it, on the incoming stack. */
+    gv_gvt *pending;
+    gv_runq *pending_q;
     int idx;                    /* index in rt->thrs */
     pthread_t thread;
     int started;
