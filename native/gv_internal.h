@@ -149,6 +149,10 @@ struct gv_gvt {
     void *chunk_hint;           /* in-slot first data-stack chunk, until taken */
     uint64_t created_ns, started_ns;
     uint64_t switches;
+    /* A native that yielded straight to this one (sched.c, "Direct native
+     * yield"): set by it just before the switch, while it still runs on its
+     * own stack; queued by this one as soon as it resumes. */
+    gv_gvt *yielder;
     void *stack_lo;             /* lowest usable stack byte (above the guard) */
     size_t stack_size;
 } __attribute__((aligned(GV_CACHELINE)));
@@ -225,11 +229,6 @@ struct gv_thr {
     struct gv_runtime *rt;
     struct gv_worker *p;        /* the worker it serves; NULL for a spare */
     gv_gvt *cur;                /* the GVThread switched in, or NULL */
-    /* A native that yielded straight to another native (sched.c, "Direct
-     * native yield"): set just before that switch, requeued onto pending_q
-     * by the first code that runs after it, on the incoming stack. */
-    gv_gvt *pending;
-    gv_runq *pending_q;
     int idx;                    /* index in rt->thrs */
     pthread_t thread;
     int started;

@@ -482,7 +482,7 @@ static int run_one(gv_thr *t, gv_worker *p, gv_gvt *g) {
     /* Natives may have yielded directly to one another meanwhile: the one
      * that switched back here is the current one, not necessarily g. */
     g = t->cur;
-    GV_CHECK(t->pending == NULL, "direct yield left a GVThread unqueued");
+    GV_CHECK(g->yielder == NULL, "direct yield left a GVThread unqueued");
     /* Take p back, unless the monitor gave it away (then never touch p). */
     uintptr_t mine = (uintptr_t)t | 1;
     int kept = atomic_compare_exchange_strong(&p->owner, &mine, (uintptr_t)t);
@@ -677,14 +677,14 @@ static void *thr_main(void *arg) {
 
 /* ---------------------------------------------------------------- GVThread side */
 
-static inline void requeue_pending(gv_thr *t);
+static inline void requeue_yielder(gv_gvt *g);
 
 static void gv_entry(void *arg) {
     gv_gvt *g = arg;
 #if GV_ASAN
     __sanitizer_finish_switch_fiber(NULL, NULL, NULL);
 #endif
-    requeue_pending(cur_thr());
+    requeue_yielder(g);
     if (g->native)
         g->nfn(g->narg); /* no GIL, no tstate: plain C on this stack */
     else
@@ -698,14 +698,15 @@ static void gv_entry(void *arg) {
     GV_CHECK(0, "a finished GVThread was resumed");
 }
 
-/* After every switch into a GVThread's stack: if the code that switched here
- * was a direct native yield, the yielder is not in any queue yet (it was
- * still running on its own stack): queue it now that nobody runs there. */
-static inline void requeue_pending(gv_thr *t) {
-    gv_gvt *prev = t->pending;
-    if (prev) {
-        t->pending = NULL;
-        gv_runq_push(t->pending_q, prev);
+/* After every switch into g's stack: if the code that switched here was a
+ * direct native yield, the yielder is not in any queue yet (it was still
+ * running on its own stack): queue it now that nobody runs there, on the
+ * local native queue of the worker it yielded on. */
+static inline void requeue_yielder(gv_gvt *g) {
+    gv_gvt *y = g->yielder;
+    if (__builtin_expect(y != NULL, 0)) {
+        g->yielder = NULL;
+        gv_runq_push(&y->rt->workers[y->last_worker].nlocal, y);
     }
 }
 
@@ -718,7 +719,7 @@ static void switch_to_thr(gv_thr *t, gv_gvt *g) {
 #else
     gv_ctx_switch(&g->ctx, &t->sched_ctx);
 #endif
-    requeue_pending(cur_thr()); /* resumed by a direct yield, maybe */
+    requeue_yielder(g); /* resumed by a direct yield, maybe */
 }
 
 /* ---- Direct native yield ----
@@ -742,9 +743,11 @@ static void switch_to_thr(gv_thr *t, gv_gvt *g) {
  *   read, also used to charge g's CPU time), activity bumped, the canary of
  *   g checked, ownership given back as (t | 1) with Release;
  * - g is queued only after the switch, by whichever code runs first on n's
- *   stack (requeue_pending: after gv_ctx_switch in switch_to_thr and in
- *   yield_direct, or at the top of gv_entry).  Pushing it before would let
- *   another worker steal it and run it on the stack we are still using.
+ *   stack (requeue_yielder, through n->yielder: after gv_ctx_switch in
+ *   switch_to_thr and in yield_direct, or at the top of gv_entry), onto the
+ *   local native queue of the worker g ran on (g->last_worker).  Pushing it
+ *   before would let another worker steal it and run it on the stack we are
+ *   still using.
  *
  * Nothing here is a forced-preemption point: the SIGURG handler declines
  * outside registered code, so it never interrupts this path midway. */
@@ -820,8 +823,7 @@ static int yield_direct(gv_thr *t, gv_gvt *g) {
     t->acct_t0 = t0;
     atomic_store_explicit(&p->slice_start, t0, memory_order_relaxed);
     bump(&p->activity);
-    t->pending = g;
-    t->pending_q = q;
+    n->yielder = g; /* queued by n once we are off this stack (requeue_yielder) */
     /* Release: pairs with the monitor's Acquire load of owner. */
     atomic_store_explicit(&p->owner, mine, memory_order_release);
     if (atomic_load_explicit(&rt->timer.monitor_asleep, memory_order_relaxed))
@@ -834,7 +836,7 @@ static int yield_direct(gv_thr *t, gv_gvt *g) {
 #if GV_ASAN
     __sanitizer_finish_switch_fiber(fake, NULL, NULL);
 #endif
-    requeue_pending(cur_thr()); /* we may resume on another thread */
+    requeue_yielder(g);
     return 1;
 }
 
