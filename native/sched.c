@@ -5,10 +5,13 @@
  * (Go's P: run queues, a slot for the Python token, statistics) and the OS
  * threads that serve them (Go's M, gv_thr), one each until handoff.  A thread
  * runs a scheduler loop on its own stack (Go's g0) and switches into one
- * GVThread at a time; a GVThread always switches back to its thread's loop,
- * never directly to another GVThread, so that everything done "after the
+ * GVThread at a time; a GVThread switches back to its thread's loop, not
+ * directly to another GVThread, so that everything done "after the
  * switch-out" (requeue, releasing a parker's lock, freeing a dead slot)
- * happens on a stack nobody else is running on.
+ * happens on a stack nobody else is running on.  One exception: a native
+ * that yields while its worker's local native queue holds the next native
+ * switches straight to it ("Direct native yield", below), and the incoming
+ * GVThread requeues it once it is off its stack.
  *
  * Queues.  Every worker has a local run queue; there is one global queue
  * (spawns from ordinary threads, wakeups from the timer thread).  A queue is
