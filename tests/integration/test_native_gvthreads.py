@@ -229,8 +229,10 @@ def test_direct_yield_charges_cpu_time_to_each(nat):
         a, b = rows[arr[1].id], rows[arr[2].id]
         arr[1].peers_seen = arr[2].peers_seen = 1
         wait_for(lambda: not rt.snapshot())
-    # one worker shared by two yielders for 0.3 s: each ran about half of it
-    assert a.cpu_time > 0.05 and b.cpu_time > 0.05, (a.cpu_time, b.cpu_time)
+    # one worker shared by two yielders that take strict turns: each was charged about
+    # half of what the worker ran (TSC time, so a loaded machine only shrinks the sum)
+    ca, cb = a.cpu_time, b.cpu_time
+    assert ca + cb > 0.01 and min(ca, cb) >= 0.5 * max(ca, cb), (ca, cb)
     assert a.switches > 1000 and b.switches > 1000
 
 
