@@ -41,7 +41,8 @@ SUITES: dict[str, tuple[str, str]] = {
     "preempt": (
         "bench.preempt",
         "preemption: a 10 ms ticker beside a 1 s busy loop, Normal and High priority "
-        "(vs threads, asyncio, gevent); gvthread.compile overhead",
+        "(vs threads, asyncio, gevent); gvthread.compile overhead; native C<->C yield and "
+        "channel ping-pong (vs Go); forced-preemption round trip (vs a bare signal)",
     ),
     "native": (
         "bench.native",

@@ -90,6 +90,26 @@ void busy(void *arg);
 void busy_launcher(void *arg);
 uint64_t load_iters(bench *b);
 void set_stop(bench *b);
+typedef struct {
+    uint64_t end_tsc;   /* spin until the TSC reaches this */
+    uint64_t thresh;    /* record gaps longer than this many TSC ticks */
+    uint64_t cap;       /* room in gap[] and forced[] */
+    uint64_t *gap;      /* gap lengths, TSC ticks */
+    uint8_t *forced;    /* 1: a forced preemption happened inside that gap */
+    uint64_t ngaps;
+    uint64_t nforced;
+    uint64_t iters;
+    int supported;      /* 0: not built for x86_64 */
+    int ready, done;    /* signal_spin: started / finished */
+    uint64_t period_ns; /* signal_sender: one signal this often */
+    uint64_t sent;
+    uint64_t tid;       /* signal_spin's pthread_t */
+} fspin;
+void forced_spin(void *arg);
+void signal_spin(fspin *f);
+void signal_sender(fspin *f);
+uint64_t tsc_now(void);
+void fspin_range(uint64_t *lo, uint64_t *hi);
 """
 
 SOURCE = r"""
@@ -194,6 +214,108 @@ void busy_launcher(void *arg) {
 }
 uint64_t load_iters(bench *b) { return __atomic_load_n(&b->iters, __ATOMIC_RELAXED); }
 void set_stop(bench *b) { __atomic_store_n(&b->stop, 1, __ATOMIC_RELAXED); }
+
+/* Forced-preemption round trip (bench.preempt).  A native GVThread reads the
+ * TSC in a tight loop and records every gap between two reads longer than
+ * `thresh`: while it is forced off its worker by SIGURG, the TSC goes on, so
+ * a gap spans signal delivery, the handler, gv_async_preempt's register and
+ * xsave saves, the switch to the scheduler, the requeue and pick, the switch
+ * back and the restores.  The other gaps are the machine's own (interrupts,
+ * the hypervisor).  To tell them apart exactly: the handler stores the
+ * interrupted pc at rsp-136, just below the red zone, where this leaf loop
+ * never writes (its rsp does not move); a mark kept there is overwritten by
+ * a forced preemption and by nothing else (the signal runs on an alternate
+ * stack).  The loop is registered as preemptible: it calls nothing and holds
+ * nothing. */
+typedef struct {
+    uint64_t end_tsc; uint64_t thresh; uint64_t cap; uint64_t *gap; uint8_t *forced;
+    uint64_t ngaps; uint64_t nforced; uint64_t iters; int supported;
+    int ready, done; uint64_t period_ns; uint64_t sent; uint64_t tid;
+} fspin;
+#if defined(__x86_64__)
+#include <pthread.h>
+#include <signal.h>
+#include <stdlib.h>
+#define FSPIN_MARK 0x6776667370696e21ull
+GV_PREEMPTIBLE void forced_spin(void *arg) {
+    fspin *f = arg;
+    uint64_t sp;
+    __asm__ volatile("movq %%rsp, %0" : "=r"(sp));
+    volatile uint64_t *mark = (volatile uint64_t *)(uintptr_t)(sp - 136);
+    *mark = FSPIN_MARK;
+    uint64_t end = f->end_tsc, thresh = f->thresh, cap = f->cap, n = 0, nf = 0, it = 0;
+    uint64_t prev = __builtin_ia32_rdtsc();
+    for (;;) {
+        uint64_t now = __builtin_ia32_rdtsc();
+        it++;
+        if (now - prev > thresh) {
+            uint8_t forced = *mark != FSPIN_MARK;
+            if (forced) { *mark = FSPIN_MARK; nf++; }
+            if (n < cap) { f->gap[n] = now - prev; f->forced[n] = forced; n++; }
+        }
+        prev = now;
+        if (now >= end) break;
+    }
+    f->ngaps = n; f->nforced = nf; f->iters = it; f->supported = 1;
+}
+uint64_t tsc_now(void) { return __builtin_ia32_rdtsc(); }
+
+/* The peer: the same loop on an ordinary thread, interrupted by a signal with
+ * a handler that does nothing (on an alternate stack, like SIGURG's) but
+ * count, sent by another thread every period_ns: what the kernel and the
+ * machine charge for a signal round trip, which a forced preemption pays too. */
+static volatile uint64_t sig_seen;
+static void sig_noop(int sig) { (void)sig; sig_seen++; }
+void signal_spin(fspin *f) {
+    stack_t ss = {.ss_sp = malloc(65536), .ss_size = 65536, .ss_flags = 0};
+    sigaltstack(&ss, NULL);
+    struct sigaction sa = {0};
+    sa.sa_handler = sig_noop;
+    sa.sa_flags = SA_ONSTACK | SA_RESTART;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGUSR2, &sa, NULL);
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SIGUSR2);
+    pthread_sigmask(SIG_UNBLOCK, &set, NULL);
+    f->tid = (uint64_t)pthread_self();
+    __atomic_store_n(&f->ready, 1, __ATOMIC_SEQ_CST);
+    uint64_t end = f->end_tsc, thresh = f->thresh, cap = f->cap, n = 0, nf = 0, it = 0;
+    uint64_t seen = sig_seen;
+    uint64_t prev = __builtin_ia32_rdtsc();
+    for (;;) {
+        uint64_t now = __builtin_ia32_rdtsc();
+        it++;
+        if (now - prev > thresh) {
+            uint8_t sig = sig_seen != seen;
+            if (sig) { seen = sig_seen; nf++; }
+            if (n < cap) { f->gap[n] = now - prev; f->forced[n] = sig; n++; }
+        }
+        prev = now;
+        if (now >= end) break;
+    }
+    f->ngaps = n; f->nforced = nf; f->iters = it; f->supported = 1;
+    __atomic_store_n(&f->done, 1, __ATOMIC_SEQ_CST);
+    ss.ss_flags = SS_DISABLE;
+    sigaltstack(&ss, NULL);
+}
+void signal_sender(fspin *f) {
+    while (!__atomic_load_n(&f->ready, __ATOMIC_SEQ_CST)) {}
+    struct timespec ts = {0, (long)f->period_ns};
+    while (!__atomic_load_n(&f->done, __ATOMIC_SEQ_CST)) {
+        nanosleep(&ts, NULL);
+        if (__atomic_load_n(&f->done, __ATOMIC_SEQ_CST)) break;
+        pthread_kill((pthread_t)f->tid, SIGUSR2);
+        f->sent++;
+    }
+}
+#else
+void forced_spin(void *arg) { ((fspin *)arg)->supported = 0; }
+void signal_spin(fspin *f) { f->supported = 0; f->done = 1; }
+void signal_sender(fspin *f) { (void)f; }
+uint64_t tsc_now(void) { return 0; }
+#endif
+GV_PREEMPTIBLE_RANGE(fspin_range)
 """
 
 GO_SOURCE = r"""
@@ -643,28 +765,37 @@ _SNAP_DOC = ("Runtime.snapshot() from the main thread (an ordinary thread), {wha
              "calls with nothing running")
 
 
-FIGURES = [
-    Figure(
-        "native.yield", "ns/switch",
-        ours=Side("gvthread", "yield_native", {**_YIELD, "workers": 1}, _YIELD_Q),
-        peer=Side(_GO_LABEL, "go_pingpong", {"mode": "gosched", "unit": "ns", **_YIELD},
-                  _YIELD_Q),
-        targets=(Target("value", "<=", 40), Target("value", "<=", 20, ideal=True)),
-        doc="two native GVThreads call api->yield_now() on Runtime(workers=1), vs two "
-            "goroutines calling runtime.Gosched with GOMAXPROCS=1"
-            + ("" if _GO_PRESENT else " (go not on PATH: peer not measured)"),
-    ),
-    Figure(
-        "native.chan_pingpong", "msgs/s",
-        ours=Side("gvthread", "chan_native", {**_CHAN, "workers": 1}, _CHAN_Q),
-        peer=Side(_GO_LABEL, "go_pingpong", {"mode": "chan", "unit": "msgs", **_CHAN},
-                  _CHAN_Q),
-        targets=(Target("ratio", ">=", 1.0),) if _GO_PRESENT else (),
-        doc="two native GVThreads bounce an int64 over two unbuffered "
-            "Channel(0, kind='int64') on Runtime(workers=1), vs two goroutines over two "
-            "unbuffered chan int64 with GOMAXPROCS=1"
-            + ("" if _GO_PRESENT else " (go not on PATH: peer not measured)"),
-    ),
+def pair_figures(yield_name: str, chan_name: str) -> list:
+    """The C<->C yield and channel ping-pong figures, each beside its Go peer; also
+    printed by ``python -m bench preempt`` (issue 4's acceptance), under its own names.
+    The suite that uses them must import ``yield_native``, ``chan_native`` and
+    ``go_pingpong`` (the children look the functions up in the suite's module)."""
+    return [
+        Figure(
+            yield_name, "ns/switch",
+            ours=Side("gvthread", "yield_native", {**_YIELD, "workers": 1}, _YIELD_Q),
+            peer=Side(_GO_LABEL, "go_pingpong", {"mode": "gosched", "unit": "ns", **_YIELD},
+                      _YIELD_Q),
+            targets=(Target("value", "<=", 40), Target("value", "<=", 20, ideal=True)),
+            doc="two native GVThreads call api->yield_now() on Runtime(workers=1), vs two "
+                "goroutines calling runtime.Gosched with GOMAXPROCS=1"
+                + ("" if _GO_PRESENT else " (go not on PATH: peer not measured)"),
+        ),
+        Figure(
+            chan_name, "msgs/s",
+            ours=Side("gvthread", "chan_native", {**_CHAN, "workers": 1}, _CHAN_Q),
+            peer=Side(_GO_LABEL, "go_pingpong", {"mode": "chan", "unit": "msgs", **_CHAN},
+                      _CHAN_Q),
+            targets=(Target("ratio", ">=", 1.0),) if _GO_PRESENT else (),
+            doc="two native GVThreads bounce an int64 over two unbuffered "
+                "Channel(0, kind='int64') on Runtime(workers=1), vs two goroutines over two "
+                "unbuffered chan int64 with GOMAXPROCS=1"
+                + ("" if _GO_PRESENT else " (go not on PATH: peer not measured)"),
+        ),
+    ]
+
+
+FIGURES = pair_figures("native.yield", "native.chan_pingpong") + [
     Figure(
         "native.snapshot_p50", "ms",
         ours=_snap_side("gvthread", "p50", True),

@@ -43,6 +43,30 @@ function, run inside a GVThread on ``Runtime(workers=1)`` with the default 10 ms
 slice, compiled with ``gvthread.compile`` (a flag test at the loop's back edge) vs the
 builtin ``compile``; ns per iteration, the best of a few rounds in each child. Target:
 compiled / builtin <= 1.30.
+
+**Native figures** (issue 4's acceptance asks for them in this suite's run):
+
+- ``preempt.native_yield`` and ``preempt.native_chan``: the C<->C yield and int64
+  channel ping-pong of ``bench.native`` (the same functions and parameters, see there),
+  each beside Go's ``runtime.Gosched`` / unbuffered channel measured in the same run; when
+  ``go`` is not on PATH the peer is labelled ``go:absent`` and reports 0.
+- ``preempt.forced_rt_p50`` / ``preempt.forced_count``: the forced-preemption round
+  trip. One native GVThread (``forced_spin`` in bench.native's C module, registered as
+  preemptible) reads the TSC in a tight loop for ``duration`` seconds on
+  ``Runtime(workers=1, time_slice=0.001, grace_period=0)``, so the monitor forces it off
+  by SIGURG about once per slice; with nothing else to run, the worker puts it straight
+  back. Every gap between two TSC reads longer than ``thresh_ns`` is recorded, and the
+  ones that contain a forced preemption are known exactly (the handler's store below the
+  red zone overwrites a mark the loop keeps there, see the C source). p50 (ns) of those
+  gaps: signal delivery + handler + ``gv_async_preempt`` (registers, xsave) + switch to
+  the scheduler + requeue + pick + switch back + xrstor. Count: forced gaps per run
+  (``info.forced_stat`` is the runtime's own ``forced_preemptions``). Peer (``signal``):
+  the same loop (``signal_spin``) on an ordinary thread, sent a signal whose handler only
+  counts (on an alternate stack, like SIGURG's) by another thread every ``time_slice``:
+  the share of the kernel and the machine (the cross-CPU interrupt, signal frame,
+  sigreturn), which any signal-based preemption pays; the difference is the runtime's.
+  Target: p50 <= 500 ns.
+  The two lines read the same runs (``shared_sample``, as the fairness lines do).
 """
 
 from __future__ import annotations
@@ -52,6 +76,8 @@ import tempfile
 
 from ._runner import Figure, Side, Target
 from ._util import gc_paused, now_ns, scratch_dir, shared_sample
+# The native pair figures run these in this suite's children (looked up here by name).
+from .native import _load_native, chan_native, go_pingpong, pair_figures, yield_native  # noqa: F401
 
 __all__ = ["FIGURES"]
 
@@ -298,7 +324,109 @@ def compile_loop(compiled: bool, n: int, rounds: int):
                      "coop_preemptions": stats.get("coop_preemptions")}}
 
 
+# -- forced-preemption round trip ------------------------------------------------------
+
+def _forced_run(side: str, duration: float, time_slice: float, thresh_ns: float,
+                cap: int) -> dict:
+    """One run of forced_spin (side "forced") or of signal_spin beside signal_sender
+    (side "signal"); see the module doc. Times in ns."""
+    import statistics
+    import threading
+    import time
+
+    import gvthread
+
+    nat = _load_native()
+    ffi, lib = nat.ffi, nat.lib
+    # TSC ticks per ns, against perf_counter over 50 ms.
+    a0, n0 = lib.tsc_now(), time.perf_counter_ns()
+    time.sleep(0.05)
+    a1, n1 = lib.tsc_now(), time.perf_counter_ns()
+    tpn = (a1 - a0) / (n1 - n0)
+    gap, fl = ffi.new("uint64_t[]", cap), ffi.new("uint8_t[]", cap)
+    f = ffi.new("fspin *", {"thresh": int(thresh_ns * tpn), "cap": cap, "gap": gap,
+                            "forced": fl, "period_ns": int(time_slice * 1e9)})
+    extra = {}
+    if side == "forced":
+        lo, hi = ffi.new("uint64_t *"), ffi.new("uint64_t *")
+        lib.fspin_range(lo, hi)
+        if not gvthread.register_preemptible(lo[0], hi[0]):
+            raise RuntimeError("forced preemption is not available in this build or platform")
+        with gvthread.Runtime(workers=1, time_slice=time_slice, grace_period=0.0) as rt:
+            with gc_paused():
+                f.end_tsc = lib.tsc_now() + int(duration * 1e9 * tpn)
+                rt.spawn_native(lib.forced_spin, f, name="forced_spin").join()
+            st = rt.stats()
+        extra = {"forced_stat": st["forced_preemptions"], "overruns": st["overruns"]}
+    else:
+        with gc_paused():
+            f.end_tsc = lib.tsc_now() + int(duration * 1e9 * tpn)
+            ts = [threading.Thread(target=lib.signal_spin, args=(f,)),
+                  threading.Thread(target=lib.signal_sender, args=(f,))]
+            for t in ts:
+                t.start()
+            for t in ts:
+                t.join()
+        extra = {"sent": f.sent}
+    if not f.supported:
+        raise RuntimeError("forced_spin needs x86_64 (rdtsc)")
+    n = min(f.ngaps, cap)
+    mine = sorted(gap[i] / tpn for i in range(n) if fl[i])
+    other = sorted(gap[i] / tpn for i in range(n) if not fl[i])
+
+    def pct(xs, p):
+        return xs[min(len(xs) - 1, int(p / 100.0 * len(xs)))] if xs else 0.0
+
+    return {
+        "p50": statistics.median(mine) if mine else 0.0, "count": len(mine),
+        "p10": pct(mine, 10), "p90": pct(mine, 90), "min": mine[0] if mine else 0.0,
+        "max": mine[-1] if mine else 0.0, **extra,
+        "other_gaps": len(other), "other_p50": statistics.median(other) if other else 0.0,
+        "iters": f.iters, "ns_per_iter": duration * 1e9 / max(1, f.iters),
+        "tsc_per_ns": tpn, "dropped": max(0, f.ngaps - cap),
+    }
+
+
+def forced_roundtrip(metric: str, side: str, **params):
+    """``metric`` (p50 in ns, or count) of one forced_spin / signal_spin run; the p50
+    and count lines of a side read the same runs."""
+    sample = shared_sample(scratch_dir("preempt", _scratch_root()),
+                           {"what": "forced", "side": side, **params}, f"forced.{metric}",
+                           lambda: _forced_run(side, **params))
+    return {"value": sample[metric], "info": sample}
+
+
 # -- the figures -----------------------------------------------------------------------
+
+_FORCED = {"duration": 1.0, "time_slice": 0.001, "thresh_ns": 200.0, "cap": 1 << 20}
+_FORCED_Q = {"duration": 0.3}
+
+
+def _forced_side(label: str, metric: str) -> Side:
+    return Side(label, "forced_roundtrip", {"metric": metric, "side": label, **_FORCED},
+                _FORCED_Q)
+
+
+_FORCED_FIGURES = [
+    Figure(
+        "preempt.forced_rt_p50", "ns",
+        ours=_forced_side("forced", "p50"),
+        peer=_forced_side("signal", "p50"),
+        targets=(Target("value", "<=", 500),),
+        doc="forced-preemption round trip of a native GVThread spinning on the TSC "
+            "(SIGURG, async-preempt stub, xsave, switch, pick, restore), p50 of the gaps "
+            "that hold a forced preemption, Runtime(workers=1, time_slice=0.001, "
+            "grace_period=0); vs the same loop on an OS thread interrupted by a no-op "
+            "signal handler (the kernel's and the machine's share)",
+    ),
+    Figure(
+        "preempt.forced_count", "gaps/run",
+        ours=_forced_side("forced", "count"),
+        peer=_forced_side("signal", "count"),
+        doc="forced preemptions counted by the spinning native in one run (the gaps "
+            "behind forced_rt_p50), vs signals counted by the OS-thread loop",
+    ),
+]
 
 _FAIR = {"busy_s": 1.0, "ticks": 100, "period": 0.010}
 _FAIR_Q = {"busy_s": 0.5, "ticks": 50}
@@ -349,4 +477,4 @@ FIGURES = _fair_figures() + [
         doc="`for i in range(n): x += i` inside a GVThread, compiled by gvthread.compile "
             "vs the builtin compile (safepoint overhead)",
     ),
-]
+] + pair_figures("preempt.native_yield", "preempt.native_chan") + _FORCED_FIGURES

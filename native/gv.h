@@ -40,6 +40,8 @@ typedef struct gv_worker_stats {
     uint64_t forced_preemptions; /* forced off the worker (issue 4: native, SIGURG) */
     uint64_t handoffs;        /* run queue handed to a spare thread (stuck worker) */
     uint64_t overruns;        /* flagged, and no safepoint within the grace period */
+    uint64_t direct_yields;   /* native yields that switched straight to the next native
+                                 (also counted in switches and yields) */
 } gv_worker_stats;
 
 typedef struct gv_runtime_stats {

@@ -152,6 +152,10 @@ struct gv_gvt {
     void *chunk_hint;           /* in-slot first data-stack chunk, until taken */
     uint64_t created_ns, started_ns;
     uint64_t switches;
+    /* A native that yielded straight to this one (sched.c, "Direct native
+     * yield"): set by it just before the switch, while it still runs on its
+     * own stack; queued by this one as soon as it resumes. */
+    gv_gvt *yielder;
     void *stack_lo;             /* lowest usable stack byte (above the guard) */
     size_t stack_size;
 } __attribute__((aligned(GV_CACHELINE)));

@@ -5,10 +5,13 @@
  * (Go's P: run queues, a slot for the Python token, statistics) and the OS
  * threads that serve them (Go's M, gv_thr), one each until handoff.  A thread
  * runs a scheduler loop on its own stack (Go's g0) and switches into one
- * GVThread at a time; a GVThread always switches back to its thread's loop,
- * never directly to another GVThread, so that everything done "after the
+ * GVThread at a time; a GVThread switches back to its thread's loop, not
+ * directly to another GVThread, so that everything done "after the
  * switch-out" (requeue, releasing a parker's lock, freeing a dead slot)
- * happens on a stack nobody else is running on.
+ * happens on a stack nobody else is running on.  One exception: a native
+ * that yields while its worker's local native queue holds the next native
+ * switches straight to it ("Direct native yield", below), and the incoming
+ * GVThread requeues it once it is off its stack.
  *
  * Queues.  Every worker has a local run queue; there is one global queue
  * (spawns from ordinary threads, wakeups from the timer thread).  A queue is
@@ -479,6 +482,10 @@ static int run_one(gv_thr *t, gv_worker *p, gv_gvt *g) {
 #if GV_ASAN
     __sanitizer_finish_switch_fiber(fake, NULL, NULL);
 #endif
+    /* Natives may have yielded directly to one another meanwhile: the one
+     * that switched back here is the current one, not necessarily g. */
+    g = t->cur;
+    GV_CHECK(g->yielder == NULL, "direct yield left a GVThread unqueued");
     /* Take p back, unless the monitor gave it away (then never touch p). */
     uintptr_t mine = (uintptr_t)t | 1;
     int kept = atomic_compare_exchange_strong(&p->owner, &mine, (uintptr_t)t);
@@ -673,11 +680,14 @@ static void *thr_main(void *arg) {
 
 /* ---------------------------------------------------------------- GVThread side */
 
+static inline void requeue_yielder(gv_gvt *g);
+
 static void gv_entry(void *arg) {
     gv_gvt *g = arg;
 #if GV_ASAN
     __sanitizer_finish_switch_fiber(NULL, NULL, NULL);
 #endif
+    requeue_yielder(g);
     if (g->native)
         g->nfn(g->narg); /* no GIL, no tstate: plain C on this stack */
     else
@@ -691,6 +701,18 @@ static void gv_entry(void *arg) {
     GV_CHECK(0, "a finished GVThread was resumed");
 }
 
+/* After every switch into g's stack: if the code that switched here was a
+ * direct native yield, the yielder is not in any queue yet (it was still
+ * running on its own stack): queue it now that nobody runs there, on the
+ * local native queue of the worker it yielded on. */
+static inline void requeue_yielder(gv_gvt *g) {
+    gv_gvt *y = g->yielder;
+    if (__builtin_expect(y != NULL, 0)) {
+        g->yielder = NULL;
+        gv_runq_push(&y->rt->workers[y->last_worker].nlocal, y);
+    }
+}
+
 static void switch_to_thr(gv_thr *t, gv_gvt *g) {
 #if GV_ASAN
     void *fake = NULL;
@@ -700,6 +722,134 @@ static void switch_to_thr(gv_thr *t, gv_gvt *g) {
 #else
     gv_ctx_switch(&g->ctx, &t->sched_ctx);
 #endif
+    requeue_yielder(g); /* resumed by a direct yield, maybe */
+}
+
+/* ---- Direct native yield ----
+ *
+ * A native GVThread g that yields while its worker's local native queue holds
+ * another native n of its priority or higher switches straight to n, without
+ * the round trip through the thread's scheduler stack (run_one's after-switch
+ * and find_runnable): one context switch instead of two, one queue lock
+ * instead of two.  It does everything that round trip would have done, in the
+ * same order of decisions:
+ *
+ * - only when the slow path would pick n from the local native queue: the
+ *   runtime is not stopping, the global native queue is empty (else g would
+ *   be requeued there and the 1-in-61 check might serve it), the thread does
+ *   not hold the Python token nor could take it for waiting Python work
+ *   (find_runnable's rule), it holds no GIL (3.11), and it still owns its
+ *   worker: the CAS from (t | 1) to t that run_one does after a switch-out,
+ *   so the monitor cannot hand the worker off while we update it;
+ * - the switch-in of n as in run_one: state, stats (switches, yields,
+ *   migrations), a fresh slice (preempt flag cleared, slice_start = one TSC
+ *   read, also used to charge g's CPU time), activity bumped, the canary of
+ *   g checked, ownership given back as (t | 1) with Release;
+ * - g is queued only after the switch, by whichever code runs first on n's
+ *   stack (requeue_yielder, through n->yielder: after gv_ctx_switch in
+ *   switch_to_thr and in yield_direct, or at the top of gv_entry), onto the
+ *   local native queue of the worker g ran on (g->last_worker).  Pushing it
+ *   before would let another worker steal it and run it on the stack we are
+ *   still using.
+ *
+ * Nothing here is a forced-preemption point: the SIGURG handler declines
+ * outside registered code, so it never interrupts this path midway. */
+static int yield_direct(gv_thr *t, gv_gvt *g) {
+    gv_worker *p = t->p;
+    gv_runtime *rt = g->rt;
+    /* Racy hints, as in find_runnable; a stale one only picks the slow path
+     * or defers a decision by one yield. */
+    if (!p || t->holds_gil || atomic_load_explicit(&rt->stopping, memory_order_relaxed) ||
+        atomic_load_explicit(&rt->nglobal.len, memory_order_relaxed))
+        return 0;
+    int owner = atomic_load_explicit(&rt->py_owner, memory_order_relaxed);
+    if (owner == p->idx || (owner == -1 && any_work(rt)))
+        return 0;
+    gv_runq *q = &p->nlocal;
+    uint32_t bm = atomic_load_explicit(&q->bitmap, memory_order_relaxed);
+    if (!bm || prio_highest(bm) > g->prio)
+        return 0;
+    uintptr_t mine = (uintptr_t)t | 1;
+    if (!atomic_compare_exchange_strong(&p->owner, &mine, (uintptr_t)t))
+        return 0; /* handed off: the slow path sees it too and gives g up */
+    /* Pop n under the lock (another worker may be stealing). */
+    gv_spin_lock(&q->lock);
+    bm = atomic_load_explicit(&q->bitmap, memory_order_relaxed);
+    int lv = prio_highest(bm);
+    if (lv < 0 || lv > g->prio) {
+        gv_spin_unlock(&q->lock);
+        /* Release: pairs with the monitor's Acquire load of owner. */
+        atomic_store_explicit(&p->owner, mine, memory_order_release);
+        return 0;
+    }
+    gv_gvt *n = q->lv[lv].head;
+    q->lv[lv].head = n->next;
+    if (!n->next) {
+        q->lv[lv].tail = NULL;
+        atomic_store_explicit(&q->bitmap, bm & ~(1u << lv), memory_order_relaxed);
+    }
+    n->next = NULL;
+    atomic_store_explicit(&q->len, atomic_load_explicit(&q->len, memory_order_relaxed) - 1,
+                          memory_order_relaxed);
+    gv_spin_unlock(&q->lock);
+    p->ntick++; /* a native pick, as pick_native counts them */
+
+    /* g's switch-out, as run_one's GV_AFTER_YIELD. */
+    if (!rt->slots.guard)
+        GV_CHECK(*(uint64_t *)(gv_slot_base(&rt->slots, g->slot) + GV_PAGE) == GV_CANARY,
+                 "GVThread stack overflow (canary overwritten)");
+    p->stats.yields++;
+    p->stats.direct_yields++;
+    atomic_store_explicit(&g->state, GV_READY, memory_order_relaxed);
+
+    /* n's switch-in, as run_one. */
+    uint32_t st0 = atomic_load_explicit(&n->state, memory_order_relaxed);
+    GV_CHECK(st0 == GV_READY || st0 == GV_PREEMPTED,
+             "bad GVThread state: picked from a run queue but not READY");
+    if (n->slot == GV_NO_SLOT)
+        bind_stack(rt, n);
+    if (n->last_worker >= 0 && n->last_worker != p->idx)
+        p->stats.migrations++;
+    n->last_worker = p->idx;
+    if (!n->started_ns)
+        n->started_ns = gv_coarse_ns();
+    atomic_store_explicit(&n->state, GV_RUNNING, memory_order_relaxed);
+    n->after = GV_AFTER_NONE;
+    n->switches++;
+    p->stats.switches++;
+    atomic_store_explicit(&n->preempt, 0, memory_order_relaxed); /* a fresh slice */
+    __atomic_store_n(&t->cur, n, __ATOMIC_RELAXED);
+    uint64_t t0 = gv_ticks();
+    if (t->acct_g) /* g, charged from its switch-in to now */
+        t->acct_g->cpu_ticks += t0 - t->acct_t0;
+    t->acct_g = n;
+    t->acct_t0 = t0;
+    atomic_store_explicit(&p->slice_start, t0, memory_order_relaxed);
+    bump(&p->activity);
+    n->yielder = g; /* queued by n once we are off this stack (requeue_yielder) */
+    /* Release: pairs with the monitor's Acquire load of owner. */
+    atomic_store_explicit(&p->owner, mine, memory_order_release);
+    if (atomic_load_explicit(&rt->timer.monitor_asleep, memory_order_relaxed))
+        gv_monitor_kick(rt);
+#if GV_ASAN
+    void *fake = NULL;
+    __sanitizer_start_switch_fiber(&fake, n->stack_lo, n->stack_size);
+#endif
+    gv_ctx_switch(&g->ctx, &n->ctx);
+#if GV_ASAN
+    __sanitizer_finish_switch_fiber(fake, NULL, NULL);
+#endif
+    requeue_yielder(g);
+    return 1;
+}
+
+/* A native's yield: directly to the next local native when it can, else
+ * through the scheduler loop. */
+static void native_yield(gv_thr *t, gv_gvt *g) {
+    if (!yield_direct(t, g)) {
+        g->after = GV_AFTER_YIELD;
+        switch_to_thr(t, g);
+    }
 }
 
 void gv_yield(void) {
@@ -808,8 +958,10 @@ static gv_gvt *native_self(void) {
 }
 
 static void napi_yield(void) {
-    if (native_self())
-        gv_yield();
+    gv_thr *t = cur_thr();
+    gv_gvt *g = t ? t->cur : NULL;
+    if (g && g->native)
+        native_yield(t, g);
 }
 
 static int napi_safepoint(void) {
@@ -836,7 +988,7 @@ static void napi_sleep_ns(uint64_t ns) {
     if (!g)
         return;
     if (ns == 0) {
-        gv_yield();
+        native_yield(cur_thr(), g);
         return;
     }
     g->wait_kind = GV_WAIT_SLEEP;

@@ -176,3 +176,85 @@ def test_busy_natives_all_progress_beside_python(nat):
         py.join(timeout=10)
         assert all(rows[h.id].switches >= 2 for h in hs), [rows[h.id].switches for h in hs]
         assert all(j.cancelled == 1 for j in jobs)
+
+
+# -- the direct native yield (sched.c): a native yielding while its worker's local native
+# queue holds another switches straight to it; everything the scheduler loop would do must
+# still happen.
+
+def launch(nat, rt, specs, prio=None):
+    """Spawn one launcher native that spawns len(specs) peers with api->spawn (so they
+    share its worker's local native queue); specs: ("n", k) yields k times, ("flag",)
+    yields until its peers_seen is set. Returns the job array (entry 0: the launcher)."""
+    arr = nat.ffi.new("job[]", len(specs) + 1)
+    arr[0].api, arr[0].n = gvthread.native_api(), len(specs)
+    for i, spec in enumerate(specs, 1):
+        arr[i].api = gvthread.native_api()
+        if spec[0] == "n":
+            arr[i].n = spec[1]
+        else:
+            arr[i].sum = 1
+    rt.spawn_native(nat.lib.launch, arr).join(timeout=30)
+    assert arr[0].rc == 0
+    return arr
+
+
+def wait_for(pred, timeout=30):
+    end = time.monotonic() + timeout
+    while not pred():
+        assert time.monotonic() < end, "timed out"
+        time.sleep(0.002)
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_direct_yield_counts_every_switch_and_yield(nat, workers):
+    k, n = 6, 20_000
+    with Runtime(workers=workers) as rt:
+        s0 = rt.stats()
+        arr = launch(nat, rt, [("n", n)] * k)
+        wait_for(lambda: all(arr[i].out == n for i in range(1, k + 1)))
+        st = rt.stats()
+    assert st["yields"] - s0["yields"] >= k * n
+    assert st["switches"] - s0["switches"] >= k * n
+    assert st["direct_yields"] - s0["direct_yields"] > 0
+    assert st["direct_yields"] <= st["yields"]
+
+
+def test_direct_yield_charges_cpu_time_to_each(nat):
+    with Runtime(workers=1) as rt:
+        arr = launch(nat, rt, [("flag",), ("flag",)])
+        wait_for(lambda: arr[1].out > 1000 and arr[2].out > 1000)
+        time.sleep(0.3)
+        rows = {r.id: r for r in rt.snapshot()}
+        a, b = rows[arr[1].id], rows[arr[2].id]
+        arr[1].peers_seen = arr[2].peers_seen = 1
+        wait_for(lambda: not rt.snapshot())
+    # one worker shared by two yielders that take strict turns: each was charged about
+    # half of what the worker ran (TSC time, so a loaded machine only shrinks the sum)
+    ca, cb = a.cpu_time, b.cpu_time
+    assert ca + cb > 0.01 and min(ca, cb) >= 0.5 * max(ca, cb), (ca, cb)
+    assert a.switches > 1000 and b.switches > 1000
+
+
+def test_python_gvthread_runs_beside_direct_yielders(nat):
+    with Runtime(workers=1) as rt:
+        arr = launch(nat, rt, [("flag",), ("flag",)])
+        wait_for(lambda: arr[1].out > 100 and arr[2].out > 100)
+
+        def stop():
+            arr[1].peers_seen = arr[2].peers_seen = 1
+            return "ran"
+
+        assert rt.spawn(stop).join(timeout=10) == "ran"
+        wait_for(lambda: not rt.snapshot())
+
+
+def test_global_native_runs_beside_direct_yielders(nat):
+    # spawned from the main thread, set_flag waits in the global native queue while two
+    # natives yield to each other in the local one
+    with Runtime(workers=1) as rt:
+        arr = launch(nat, rt, [("flag",), ("flag",)])
+        wait_for(lambda: arr[1].out > 100 and arr[2].out > 100)
+        hs = [rt.spawn_native(nat.lib.set_flag, arr + i) for i in (1, 2)]
+        assert [h.join(timeout=10) for h in hs] == [None, None]
+        wait_for(lambda: not rt.snapshot())

@@ -26,6 +26,8 @@ void producer(void *arg);
 void consumer(void *arg);
 void yield_until_flag(void *arg);
 void set_flag(void *arg);
+void yield_n(void *arg);
+void launch(void *arg);
 """
 
 SOURCE = r"""
@@ -96,6 +98,22 @@ void yield_until_flag(void *arg) {
     while (!__atomic_load_n(&j->peers_seen, __ATOMIC_SEQ_CST)) { A(j)->yield_now(); j->out++; }
 }
 void set_flag(void *arg) { job *j = arg; __atomic_store_n(&j->peers_seen, 1, __ATOMIC_SEQ_CST); }
+/* Yields n times, counting them in out. */
+void yield_n(void *arg) {
+    job *j = arg;
+    for (uint64_t i = 0; i < j->n; i++) {
+        A(j)->yield_now();
+        __atomic_add_fetch(&j->out, 1, __ATOMIC_RELAXED);
+    }
+}
+/* j[0].n peers: j[i] (i = 1..n) runs yield_n if j[i].sum is 0, else
+ * yield_until_flag; spawned with api->spawn, so they share the launcher's
+ * worker's local native queue (the direct native yield's case). */
+void launch(void *arg) {
+    job *j = arg;
+    for (uint64_t i = 1; i <= j[0].n; i++)
+        if (!(j[i].id = A(j)->spawn(j[i].sum ? yield_until_flag : yield_n, &j[i]))) j[0].rc = -101;
+}
 /* Receives until the channel is closed and drained. */
 void consumer(void *arg) {
     job *j = arg; void *ch = (void *)(uintptr_t)j->chan; int64_t v;
