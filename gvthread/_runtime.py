@@ -196,7 +196,7 @@ class Runtime:
         ws = ffi.new("gv_worker_stats *")
         fields = ("switches", "yields", "migrations", "steals", "parks", "blocks",
                   "preempt_requests", "priority_preempts", "coop_preemptions",
-                  "forced_preemptions", "handoffs", "overruns", "direct_yields")
+                  "forced_preemptions", "handoffs", "overruns", "direct_yields", "idle_ns")
         per = []
         for i in range(self.workers):
             lib.gv_worker_stats_get(self._rt, i, ws)

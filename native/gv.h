@@ -42,6 +42,7 @@ typedef struct gv_worker_stats {
     uint64_t overruns;        /* flagged, and no safepoint within the grace period */
     uint64_t direct_yields;   /* native yields that switched straight to the next native
                                  (also counted in switches and yields) */
+    uint64_t idle_ns;         /* time parked with nothing to run, up to the read */
 } gv_worker_stats;
 
 typedef struct gv_runtime_stats {

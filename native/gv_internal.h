@@ -267,6 +267,7 @@ struct gv_worker {
     uint32_t gtick;             /* same-level picks, for the 1-in-61 global check */
     uint32_t ntick;             /* native picks, for the 1-in-61 global check */
     _Atomic uint32_t park_word; /* futex; 1 = woken */
+    _Atomic uint64_t park_since; /* gv_now_ns() at park while parked, else 0 */
     gv_worker_stats stats;
     /* Preemption monitor (timer.c).  The serving thread writes slice_start
      * (TSC at switch-in, 0 when not in a GVThread) and activity (bumped at

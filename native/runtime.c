@@ -184,5 +184,11 @@ int gv_worker_stats_get(gv_runtime *rt, int worker, gv_worker_stats *out) {
     /* Racy read of counters written by the worker alone: aligned 64-bit loads
      * do not tear on the targets we support, and stale is fine here. */
     *out = rt->workers[worker].stats;
+    uint64_t since = atomic_load_explicit(&rt->workers[worker].park_since, memory_order_relaxed);
+    if (since) { /* parked now: count the idle time so far */
+        uint64_t now = gv_now_ns();
+        if (now > since)
+            out->idle_ns += now - since;
+    }
     return 0;
 }

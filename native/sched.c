@@ -313,8 +313,14 @@ static void worker_park(gv_worker *w) {
         return;
     }
     w->stats.parks++;
+    uint64_t since = gv_now_ns();
+    atomic_store_explicit(&w->park_since, since, memory_order_relaxed);
     while (atomic_load(&w->park_word) == 0 && !atomic_load(&rt->stopping))
         gv_futex_wait(&w->park_word, 0, -1);
+    /* Cleared before idle_ns grows, so a racing reader (gv_worker_stats_get)
+     * may miss this period for a moment but never counts it twice. */
+    atomic_store_explicit(&w->park_since, 0, memory_order_relaxed);
+    w->stats.idle_ns += gv_now_ns() - since;
     atomic_fetch_and(&rt->idle_mask, ~bit);
 }
 

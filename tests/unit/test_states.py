@@ -225,6 +225,26 @@ def test_stats_two_workers_sum(rt):
         assert sum(w[k] for w in st["workers"]) == st[k], (k, st)
 
 
+def test_stats_idle_time_grows_while_parked_not_while_busy(rt1):
+    import time
+    assert wait_until(lambda: rt1.stats()["parks"] >= 1, timeout=10)
+    a = rt1.stats()["workers"][0]["idle_ns"]
+    time.sleep(0.2)
+    b = rt1.stats()["workers"][0]["idle_ns"]
+    assert b - a >= 100_000_000, (a, b)  # parked the whole time, counted while parked
+
+    def busy():
+        t = time.monotonic()
+        while time.monotonic() - t < 0.3:
+            pass
+
+    c = rt1.stats()["workers"][0]["idle_ns"]
+    rt1.spawn(busy).join(timeout=JOIN_TIMEOUT)
+    d = rt1.stats()["workers"][0]["idle_ns"]
+    # the worker ran the loop for 0.3 s: it was not idle for most of that
+    assert d - c < 200_000_000, (c, d)
+
+
 # --------------------------------------------------------------------------- stack()
 
 def _stack_middle(target):
