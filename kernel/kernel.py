@@ -190,9 +190,13 @@ class Kernel:
         self.interrupted = False
         self._exec_q: Any = _queue.SimpleQueue()
         self._stdin_lock = _thread.allocate_lock()
-        self._stdin_abort = False
+        # The pending input()'s abort flag: a new one-item list per call (raw_input).
+        self._stdin_abort: list[bool] = [False]
         self._stop = threading.Event()
         self.restart = False
+        # Set by a cell whose value is the bare name `exit`/`quit`: its execute_reply
+        # carries an ask_exit payload, as IPython's autocall exit does.
+        self._ask_exit = False
         self._bind()
         self.iopub = IOPub(self.session, self.iopub_socket)
         from gvkernel.magics import Magics
@@ -428,7 +432,7 @@ class Kernel:
         """Cancel the foreground cell (KeyboardInterrupt in it); background GVThreads
         are left alone."""
         self.interrupted = True
-        self._stdin_abort = True
+        self._stdin_abort[0] = True
         fg = self.foreground
         if fg is not None:
             fg.cancel()
@@ -461,7 +465,8 @@ class Kernel:
                 content = inspection.gv_cancel(self.runtime, c)
             else:
                 content = self.gv_spawn(msg, idents, c)
-        except (inspection.RequestError, ValueError, TypeError, SyntaxError) as e:
+        except (inspection.RequestError, ValueError, TypeError, SyntaxError,
+                gvthread.SlotsExhausted) as e:  # a full runtime is the user's, not a bug
             self.reply(msg, idents, _reply_type(msg_type), {
                 "status": "error", "ename": type(e).__name__, "evalue": str(e),
                 "traceback": [], "protocol": inspection.GV_PROTOCOL_VERSION})
@@ -529,8 +534,10 @@ class Kernel:
             md = dict(metadata or {})
             if meta:
                 md.update(meta)
+            # Tagged in the message's metadata, as stream output is (the GVThread that
+            # displayed it), as well as in the display metadata.
             self.iopub.send("display_data", {"data": data, "metadata": md, "transient": {}},
-                            parent)
+                            parent, meta)
 
     def raw_input(self, prompt: str = "", password: bool = False) -> str:
         ctx = self.foreground_ctx
@@ -540,11 +547,15 @@ class Kernel:
             raise StdinNotImplementedError(
                 "input() is only available to the foreground cell of a client that allows "
                 "stdin")
-        self._stdin_abort = False
-        h = gvthread.spawn_blocking(self._ask, str(prompt), password, ctx)
+        # A fresh flag per call: the _ask of an interrupted input() may still be polling
+        # (up to 100 ms) with _stdin_lock held; clearing a shared flag here would revive
+        # it, and this input() would wait for that lock forever.
+        self._stdin_abort[0] = True
+        abort = self._stdin_abort = [False]
+        h = gvthread.spawn_blocking(self._ask, str(prompt), password, ctx, abort)
         return h.join()
 
-    def _ask(self, prompt: str, password: bool, ctx: _Ctx) -> str:
+    def _ask(self, prompt: str, password: bool, ctx: _Ctx, abort: list) -> str:
         with self._stdin_lock:
             sock = self.stdin_socket
             while True:  # drop replies to earlier, abandoned requests
@@ -555,7 +566,7 @@ class Kernel:
             sock.send_multipart(self.session.serialize(
                 "input_request", {"prompt": prompt, "password": password}, ctx.parent,
                 None, ctx.idents))
-            while not self._stdin_abort and not self._stop.is_set():
+            while not abort[0] and not self._stop.is_set():
                 if not sock.poll(100):
                     continue
                 try:
@@ -633,9 +644,11 @@ class Kernel:
                 self.iopub.send("execute_result", {"execution_count": n, "data": data,
                                                    "metadata": {}}, parent)
             user_expr = self.user_expressions(c.get("user_expressions"))
+            payload = [{"source": "ask_exit", "keepkernel": True}] if self._ask_exit else []
+            self._ask_exit = False
             self.reply(msg, idents, "execute_reply", {
                 "status": "ok", "execution_count": n, "user_expressions": user_expr,
-                "payload": []}, {"gvthread": {"id": result[2]}})
+                "payload": payload}, {"gvthread": {"id": result[2]}})
             return
         _, ename, evalue, tb = result[:4]
         if not silent:
@@ -688,6 +701,10 @@ class Kernel:
                 if expr is None:
                     return ("ok", None)
                 value = eval(expr, ns)
+                if getattr(value, "__func__", None) is Kernel._no_exit:
+                    # bare `exit`: ask the client to leave (it keeps the kernel running)
+                    self._ask_exit = True
+                    return ("ok", None)
                 if value is None:
                     return ("ok", None)
                 if store:

@@ -7,7 +7,6 @@ object.  A magic we do not have raises UsageError with the list of those we do.
 from __future__ import annotations
 
 import os
-import re
 import shlex
 import subprocess
 import time
@@ -15,29 +14,11 @@ from typing import Any, Callable, Optional
 
 import gvthread
 from gvkernel import inspection, introspect, tables
+from gvkernel.protocol import parse_spawn_args
 
 
 class UsageError(Exception):
     pass
-
-
-_OPT = re.compile(r"\s*--(name|priority)(?:=|\s+)(\"[^\"]*\"|'[^']*'|\S+)")
-
-
-def parse_spawn_args(line: str) -> tuple[dict, str]:
-    """`[--name N] [--priority P] CODE` -> ({name, priority}, CODE)."""
-    opts: dict[str, str] = {}
-    pos = 0
-    while True:
-        m = _OPT.match(line, pos)
-        if not m:
-            break
-        value = m.group(2)
-        if value[:1] in "\"'":
-            value = value[1:-1]
-        opts[m.group(1)] = value
-        pos = m.end()
-    return opts, line[pos:].strip()
 
 
 class Magics:

@@ -1,0 +1,3 @@
+from gvshell.app import main
+
+raise SystemExit(main())

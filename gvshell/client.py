@@ -1,0 +1,210 @@
+"""The connection to one kernel: sockets, requests with deadlines, a local kernel process.
+
+Why jupyter_client: its `Session` already frames and signs messages exactly as the kernel
+checks them (HMAC-SHA256, replay-safe headers), and its `BlockingKernelClient` gives one
+ZeroMQ socket per channel with blocking `get_msg(timeout)`. We use those lower layers,
+not its `execute_interactive` or `KernelManager`: the shell needs its own loop (interrupt on
+Ctrl-C, input_request, kernel death noticed mid-wait), its own iopub reader thread
+(output.py) and its own heartbeat thread (heartbeat.py).
+
+Thread ownership (ZeroMQ sockets are not thread-safe):
+- shell, control, stdin sockets: the main thread only (the prompt's key bindings and
+  completer run on it too);
+- iopub socket: the iopub reader thread only (output.IOPubReader);
+- hb socket: the heartbeat thread, which makes its own (heartbeat.Heartbeat).
+
+Socket options (CurveZMQ comes in a later slice) are set in one place,
+`GVKernelClient.configure_socket`, called on every socket before it connects, the
+heartbeat's included.
+"""
+from __future__ import annotations
+
+import glob
+import os
+import queue
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from typing import Any, Optional
+
+import zmq
+from jupyter_client.blocking import BlockingKernelClient
+from jupyter_client.connect import channel_socket_types
+
+from gvkernel import connection
+
+#: Deadline for ordinary replies (complete, is_complete use shorter ones).
+REPLY_TIMEOUT = 10.0
+#: How long a local kernel may take to write its connection file and answer kernel_info.
+START_TIMEOUT = 30.0
+
+
+class KernelDied(Exception):
+    """The kernel stopped answering (heartbeat lost, or its process exited)."""
+
+
+class GVKernelClient(BlockingKernelClient):
+    """BlockingKernelClient whose sockets all pass through `configure_socket`."""
+
+    def configure_socket(self, sock: zmq.Socket, channel: str) -> None:
+        """Set options on a socket before it connects; the hook for CurveZMQ (later)."""
+        sock.linger = 1000
+
+    def _create_connected_socket(self, channel: str,
+                                 identity: Optional[bytes] = None) -> zmq.Socket:
+        sock = self.context.socket(channel_socket_types[channel])
+        if identity:
+            sock.identity = identity
+        self.configure_socket(sock, channel)
+        sock.connect(self._make_url(channel))
+        return sock
+
+    def hb_socket(self) -> zmq.Socket:
+        """A fresh REQ socket to the heartbeat port (owned by the heartbeat thread)."""
+        return self._create_connected_socket("hb")
+
+
+def runtime_dir() -> str:
+    return connection.runtime_dir()
+
+
+def newest_connection_file(directory: Optional[str] = None) -> str:
+    files = glob.glob(os.path.join(directory or runtime_dir(), "kernel-*.json"))
+    if not files:
+        raise FileNotFoundError(f"no kernel-*.json connection file in {directory or runtime_dir()}")
+    return max(files, key=os.path.getmtime)
+
+
+class Connection:
+    """One attached kernel. `owned` when this shell started it (and so shuts it down)."""
+
+    def __init__(self, connection_file: str, *, ip: Optional[str] = None,
+                 proc: Optional[subprocess.Popen] = None, log_path: Optional[str] = None):
+        self.connection_file = connection_file
+        self.ip = ip
+        self.proc = proc
+        self.log_path = log_path
+        self.dead = threading.Event()
+        info = connection.read(connection_file)
+        if ip:
+            info["ip"] = ip
+        self.kc = GVKernelClient()
+        self.kc.load_connection_info(info)
+        self.kc.start_channels(shell=True, iopub=True, stdin=True, hb=False, control=True)
+        self.session_id = self.kc.session.session
+        self.kernel_info: dict = {}
+
+    @property
+    def owned(self) -> bool:
+        return self.proc is not None
+
+    # -- local kernels ------------------------------------------------------------
+    @classmethod
+    def start_local(cls, kernel_args: list[str]) -> "Connection":
+        """Start `python -m gvkernel -f NEW_FILE` in its own session (the terminal's
+        Ctrl-C must not reach it: the shell turns Ctrl-C into interrupt_request)."""
+        d = runtime_dir()
+        os.makedirs(d, exist_ok=True)
+        path = os.path.join(d, f"kernel-gv-{uuid.uuid4().hex[:12]}.json")
+        log_path = path[:-5] + ".log"
+        with open(log_path, "wb") as log:
+            proc = subprocess.Popen([sys.executable, "-m", "gvkernel", "-f", path, *kernel_args],
+                                    stdin=subprocess.DEVNULL, stdout=log, stderr=log,
+                                    start_new_session=True)
+        deadline = time.monotonic() + START_TIMEOUT
+        while not os.path.exists(path):
+            if proc.poll() is not None:
+                raise RuntimeError(f"gvkernel exited with status {proc.returncode}:\n"
+                                   + _tail(log_path))
+            if time.monotonic() > deadline:
+                proc.kill()
+                raise RuntimeError("gvkernel did not write its connection file in time")
+            time.sleep(0.02)
+        return cls(path, proc=proc, log_path=log_path)
+
+    def log_tail(self) -> str:
+        return _tail(self.log_path) if self.log_path else ""
+
+    # -- requests -----------------------------------------------------------------
+    def send(self, channel: str, msg_type: str, content: dict) -> str:
+        msg = self.kc.session.msg(msg_type, content)
+        getattr(self.kc, f"{channel}_channel").send(msg)
+        return msg["header"]["msg_id"]
+
+    def wait_reply(self, channel: str, msg_id: str, timeout: float = REPLY_TIMEOUT) -> dict:
+        """The reply to msg_id on channel; other replies (late ones of requests that timed
+        out) are dropped. Raises TimeoutError, or KernelDied as soon as death is known."""
+        ch = getattr(self.kc, f"{channel}_channel")
+        deadline = time.monotonic() + timeout
+        while True:
+            if self.dead.is_set():
+                raise KernelDied()
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise TimeoutError(f"no reply from the kernel in {timeout:g} s")
+            try:
+                msg = ch.get_msg(timeout=min(left, 0.1))
+            except queue.Empty:
+                continue
+            if msg["parent_header"].get("msg_id") == msg_id:
+                return msg
+
+    def request(self, channel: str, msg_type: str, content: dict,
+                timeout: float = REPLY_TIMEOUT) -> dict:
+        return self.wait_reply(channel, self.send(channel, msg_type, content), timeout)["content"]
+
+    def wait_ready(self, timeout: float = START_TIMEOUT) -> dict:
+        """kernel_info until answered (the first messages may be lost while connecting)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                self.kernel_info = self.request("shell", "kernel_info_request", {},
+                                                timeout=min(1.0, max(0.1, deadline - time.monotonic())))
+                return self.kernel_info
+            except TimeoutError:
+                if self.proc is not None and self.proc.poll() is not None:
+                    raise RuntimeError("gvkernel exited:\n" + self.log_tail()) from None
+                if time.monotonic() > deadline:
+                    raise
+
+    def execution_count(self) -> int:
+        """The number the next stored cell gets (a silent execute does not count)."""
+        c = self.request("shell", "execute_request",
+                         {"code": "", "silent": True, "store_history": False,
+                          "user_expressions": {}, "allow_stdin": False})
+        return int(c.get("execution_count", 1))
+
+    # -- ending -------------------------------------------------------------------
+    def close(self, shutdown: bool = False) -> None:
+        """Stop the channels; with shutdown, ask an owned kernel to exit, then make sure."""
+        if shutdown and not self.dead.is_set():
+            try:
+                self.request("control", "shutdown_request", {"restart": False}, timeout=2.0)
+            except (TimeoutError, KernelDied):
+                pass
+        try:
+            self.kc.stop_channels()
+        except Exception:
+            pass
+        if self.proc is not None and shutdown:
+            try:
+                self.proc.wait(3)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(3)
+            for p in (self.connection_file, self.log_path):
+                try:
+                    os.unlink(p)
+                except (OSError, TypeError):
+                    pass
+
+
+def _tail(path: Optional[str], n: int = 2000) -> str:
+    try:
+        with open(path, "rb") as f:  # type: ignore[arg-type]
+            return f.read()[-n:].decode("utf-8", "replace")
+    except (OSError, TypeError):
+        return ""
+

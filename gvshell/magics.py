@@ -1,0 +1,121 @@
+"""Magics the shell answers itself with gv_* requests on the control channel.
+
+    %gvps [--state S[,S...]] [--name N] [--limit L]
+    %gvstack ID...        %gvchan [ID]        %gvcancel ID...        %gvstats
+    %gvtop                a full-screen live view (gvshell.top); q quits
+
+Control is served while a cell runs, and the replies are rendered with gvkernel.tables,
+the same text the kernel's own magics print. Anything else (%gvspawn, %%gvspawn, `obj?`,
+other magics) goes to the kernel as code. Only a one-line input that starts with one of
+these names is taken; `x = %gvps` is code.
+"""
+from __future__ import annotations
+
+import argparse
+import shlex
+from typing import Callable, Optional
+
+from gvkernel import tables
+
+from gvshell.client import Connection
+
+NAMES = ("gvps", "gvstack", "gvchan", "gvcancel", "gvstats", "gvtop")
+
+
+class MagicError(Exception):
+    pass
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str):  # type: ignore[override]
+        raise MagicError(f"%{self.prog}: {message}")
+
+
+def _ids(words: list[str], magic: str, allow_empty: bool = False) -> list[int]:
+    if not words and not allow_empty:
+        raise MagicError(f"usage: %{magic} ID...")
+    try:
+        return [int(w) for w in words]
+    except ValueError:
+        raise MagicError(f"%{magic}: GVThread ids are integers, not {words!r}") from None
+
+
+def parse(line: str) -> Optional[tuple[str, list[str]]]:
+    """(name, words) when line is one of our magics, else None."""
+    s = line.strip()
+    if "\n" in s or not s.startswith("%") or s.startswith("%%"):
+        return None
+    head, _, rest = s[1:].partition(" ")
+    if head not in NAMES:
+        return None
+    try:
+        return head, shlex.split(rest)
+    except ValueError as e:
+        raise MagicError(f"%{head}: {e}") from None
+
+
+def run(conn: Connection, name: str, words: list[str]) -> str:
+    return _HANDLERS[name](conn, words)
+
+
+def _request(conn: Connection, msg_type: str, content: dict) -> dict:
+    reply = conn.request("control", msg_type, content)
+    if reply.get("status") != "ok":
+        raise MagicError(f"{reply.get('ename', 'Error')}: {reply.get('evalue', '')}")
+    return reply
+
+
+def gvps(conn: Connection, words: list[str]) -> str:
+    p = _Parser(prog="gvps", add_help=False)
+    p.add_argument("--state", action="append", default=[])
+    p.add_argument("--name")
+    p.add_argument("--limit", type=int, default=100)
+    a = p.parse_args(words)
+    content: dict = {"cursor": 0, "limit": a.limit}
+    states = [s for arg in a.state for s in arg.split(",") if s]
+    if states:
+        content["state"] = states
+    if a.name:
+        content["name"] = a.name
+    return tables.gvps(_request(conn, "gv_list_request", content))
+
+
+def gvstack(conn: Connection, words: list[str]) -> str:
+    return tables.gvstack(_request(conn, "gv_stack_request", {"ids": _ids(words, "gvstack")}))
+
+
+def gvchan(conn: Connection, words: list[str]) -> str:
+    ids = _ids(words, "gvchan", allow_empty=True)
+    if len(ids) > 1:
+        raise MagicError("usage: %gvchan [ID]")
+    content: dict = {"offset": 0, "limit": 100}
+    if ids:
+        content["id"] = ids[0]
+    return tables.gvchan(_request(conn, "gv_channels_request", content))
+
+
+def gvcancel(conn: Connection, words: list[str]) -> str:
+    reply = _request(conn, "gv_cancel_request", {"ids": _ids(words, "gvcancel")})
+    what = {True: "cancelled", False: "already finished", None: "no such live GVThread"}
+    return "\n".join(f"GVThread {gid}: {what.get(ok, ok)}"
+                     for gid, ok in reply.get("cancelled", {}).items())
+
+
+def gvstats(conn: Connection, words: list[str]) -> str:
+    if words:
+        raise MagicError("usage: %gvstats")
+    return tables.gvstats(_request(conn, "gv_stats_request", {}))
+
+
+def gvtop(conn: Connection, words: list[str]) -> str:
+    if words:
+        raise MagicError("usage: %gvtop")
+    from gvshell.top import run_top
+    run_top(lambda msg_type, content: _request(conn, msg_type, content))
+    return ""
+
+
+_HANDLERS: dict[str, Callable[[Connection, list[str]], str]] = {
+    "gvps": gvps, "gvstack": gvstack, "gvchan": gvchan, "gvcancel": gvcancel,
+    "gvstats": gvstats, "gvtop": gvtop,
+}
