@@ -49,4 +49,9 @@ SUITES: dict[str, tuple[str, str]] = {
         "native GVThreads: C<->C yield and int64 channel ping-pong (vs Go Gosched and "
         "unbuffered chan), snapshot latency beside busy GVThreads",
     ),
+    "kernel": (
+        "bench.kernel",
+        "gvkernel vs ipykernel: start to ready, execute `1+1` and kernel_info round "
+        "trips, idle RSS, gv_list with 100,000 GVThreads",
+    ),
 }
