@@ -6,6 +6,12 @@
                                                   runtime dir; the kernel keeps running
     gvshell -f FILE [--ip IP]                     attach through a connection file, e.g. a
                                                   remote kernel's, reached at IP
+    gvshell --ip IP --shell-port P ... --key KEY  attach without a connection file
+
+CurveZMQ: a connection file with curve_* fields (gvkernel --curve) turns it on by itself;
+--curve insists on it (no keys is an error); --curve-keys FILE takes the keys from another
+file (JSON with curve_server_public, curve_client_public, curve_client_secret). A kernel
+that never answers kernel_info within --timeout (wrong keys, unreachable) is an error.
 """
 from __future__ import annotations
 
@@ -15,13 +21,18 @@ import signal
 import sys
 from typing import Optional
 
+from gvkernel import connection
 from gvshell import client
 from gvshell.client import Connection
+
+NO_ANSWER = "no answer from the kernel (wrong keys, or not reachable)"
 
 
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="gvshell", description="An IPython-style terminal for "
-                                "gvkernel: GVThreads, their output and state, live.")
+                                "gvkernel: GVThreads, their output and state, live.",
+                                epilog=__doc__.split("\n", 2)[2],
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
     where = p.add_mutually_exclusive_group()
     where.add_argument("--existing", nargs="?", const="", default=None, metavar="FILE",
                        help="attach to a running kernel (default: the newest connection "
@@ -29,6 +40,25 @@ def parser() -> argparse.ArgumentParser:
     where.add_argument("-f", "--connection-file", dest="connection_file", metavar="FILE",
                        help="attach to the kernel of this connection file (left running)")
     p.add_argument("--ip", help="kernel address, overriding the connection file's (remote)")
+    remote = p.add_argument_group(
+        "a kernel without a connection file",
+        "--ip, the five ports and --key name a running kernel (left running on exit)")
+    for name in connection.PORT_NAMES:
+        remote.add_argument("--" + name.replace("_", "-"), dest=name, type=int, metavar="PORT")
+    remote.add_argument("--key", default=os.environ.get("GVSHELL_KEY"),
+                        help="the HMAC-SHA256 signing key (default $GVSHELL_KEY; the "
+                             "command line is visible to other local users)")
+    sec = p.add_argument_group("CurveZMQ")
+    sec.add_argument("--curve", action="store_true",
+                     help="require CurveZMQ (on by itself when the connection file has "
+                          "curve_* keys)")
+    sec.add_argument("--curve-keys", metavar="FILE",
+                     help="JSON file with curve_server_public, curve_client_public and "
+                          "curve_client_secret (Z85), e.g. a copy of the kernel's "
+                          "connection file; implies --curve")
+    p.add_argument("--timeout", type=float, default=client.START_TIMEOUT, metavar="SECONDS",
+                   help="how long the kernel may take to answer at start before gvshell "
+                        f"gives up (default {client.START_TIMEOUT:g})")
     p.add_argument("--workers", type=int, help="worker threads of a kernel gvshell starts")
     p.add_argument("--kernel-arg", action="append", default=[], metavar="ARG",
                    help="extra argument for a kernel gvshell starts (repeatable)")
@@ -50,8 +80,43 @@ def _attach_file(args: argparse.Namespace) -> Optional[str]:
     return os.path.join(client.runtime_dir(), args.existing)
 
 
+def _given_ports(args: argparse.Namespace) -> dict:
+    return {n: getattr(args, n) for n in connection.PORT_NAMES if getattr(args, n) is not None}
+
+
+def _remote(args: argparse.Namespace, path: Optional[str]) -> Connection:
+    """Attach to a running kernel: a connection file, --ip and ports, or both (the
+    command line's ports and key override the file's)."""
+    curve = client.read_curve_keys(args.curve_keys) if args.curve_keys else None
+    require = bool(args.curve or args.curve_keys)
+    ports = _given_ports(args)
+    if path is None:
+        missing = [n for n in connection.PORT_NAMES if n not in ports]
+        if missing:
+            raise ValueError("without a connection file give every port: missing "
+                             + ", ".join("--" + n.replace("_", "-") for n in missing))
+        if not args.ip:
+            raise ValueError("without a connection file give the kernel's --ip")
+        info = {"transport": "tcp", "signature_scheme": "hmac-sha256", "ip": args.ip,
+                "key": args.key or "", **ports}
+        name = f"tcp://{args.ip} (ports from the command line)"
+        return Connection(name, info=info, curve=curve, require_curve=require,
+                          start_timeout=args.timeout)
+    info = None
+    if ports or args.key is not None:
+        info = connection.read(path)
+        info.update(ports)
+        if args.key is not None:
+            info["key"] = args.key
+    return Connection(path, ip=args.ip, info=info, curve=curve, require_curve=require,
+                      start_timeout=args.timeout)
+
+
 def main(argv: Optional[list[str]] = None) -> int:
     args = parser().parse_args(sys.argv[1:] if argv is None else argv)
+    if args.timeout <= 0:
+        print("gvshell: --timeout must be positive", file=sys.stderr)
+        return 2
     from pygments.styles import get_style_by_name
     from pygments.util import ClassNotFound
 
@@ -63,20 +128,27 @@ def main(argv: Optional[list[str]] = None) -> int:
         return 2
     try:
         path = _attach_file(args)
-        if path is None:
+        if path is None and not _given_ports(args):
             kargs = list(args.kernel_arg)
             if args.workers:
                 kargs += ["--workers", str(args.workers)]
-            conn = Connection.start_local(kargs)
+            if args.curve or args.curve_keys:
+                raise ValueError("--curve is for attaching; a kernel gvshell starts "
+                                 "listens on loopback only (--kernel-arg --curve for one)")
+            conn = Connection.start_local(kargs, start_timeout=args.timeout)
         else:
             kargs = []
-            conn = Connection(path, ip=args.ip)
+            conn = _remote(args, path)
     except Exception as e:
         print(f"gvshell: {e}", file=sys.stderr)
         return 1
     shell = Shell(conn, kargs, style=args.style)
     try:
         shell.attach()
+    except TimeoutError:
+        print(f"gvshell: {NO_ANSWER} in {args.timeout:g} s", file=sys.stderr)
+        shell.detach(shutdown=conn.owned)
+        return 1
     except Exception as e:
         print(f"gvshell: the kernel does not answer: {e}", file=sys.stderr)
         shell.detach(shutdown=conn.owned)

@@ -13,9 +13,13 @@ Thread ownership (ZeroMQ sockets are not thread-safe):
 - iopub socket: the iopub reader thread only (output.IOPubReader);
 - hb socket: the heartbeat thread, which makes its own (heartbeat.Heartbeat).
 
-Socket options (CurveZMQ comes in a later slice) are set in one place,
-`GVKernelClient.configure_socket`, called on every socket before it connects, the
-heartbeat's included.
+Socket options are set in one place, `GVKernelClient.configure_socket`, called on every
+socket before it connects, the heartbeat's included. That is where CurveZMQ goes on: with
+`curve` keys (from the connection file's curve_* fields, or given apart with
+--curve-keys) every socket gets curve_serverkey = curve_server_public and the client key
+pair curve_client_public/curve_client_secret. With wrong keys the kernel's ZAP handler
+drops the handshake and nothing ever answers; ZeroMQ says nothing about it, so the only
+sign is the start timeout of `wait_ready` (gvshell --timeout).
 """
 from __future__ import annotations
 
@@ -37,8 +41,11 @@ from gvkernel import connection
 
 #: Deadline for ordinary replies (complete, is_complete use shorter ones).
 REPLY_TIMEOUT = 10.0
-#: How long a local kernel may take to write its connection file and answer kernel_info.
+#: How long a local kernel may take to write its connection file and answer kernel_info
+#: (the default of Connection's start_timeout, read when the Connection is made).
 START_TIMEOUT = 30.0
+#: The curve_* fields a client needs (the server's secret is the kernel's alone).
+CURVE_CLIENT_FIELDS = ("curve_server_public", "curve_client_public", "curve_client_secret")
 
 
 class KernelDied(Exception):
@@ -48,9 +55,16 @@ class KernelDied(Exception):
 class GVKernelClient(BlockingKernelClient):
     """BlockingKernelClient whose sockets all pass through `configure_socket`."""
 
+    #: CurveZMQ client keys (CURVE_CLIENT_FIELDS, Z85 str), or None for plain TCP.
+    curve: Optional[dict] = None
+
     def configure_socket(self, sock: zmq.Socket, channel: str) -> None:
-        """Set options on a socket before it connects; the hook for CurveZMQ (later)."""
+        """Set options on a socket before it connects: linger, and CurveZMQ keys."""
         sock.linger = 1000
+        if self.curve:
+            sock.curve_serverkey = self.curve["curve_server_public"].encode()
+            sock.curve_publickey = self.curve["curve_client_public"].encode()
+            sock.curve_secretkey = self.curve["curve_client_secret"].encode()
 
     def _create_connected_socket(self, channel: str,
                                  identity: Optional[bytes] = None) -> zmq.Socket:
@@ -70,6 +84,29 @@ def runtime_dir() -> str:
     return connection.runtime_dir()
 
 
+def curve_keys(info: dict, source: str) -> Optional[dict]:
+    """The client's CurveZMQ keys from info (a connection file, or a --curve-keys file),
+    None when it has no curve_* field; ValueError when they are partial or not Z85 keys."""
+    if not any(info.get(k) for k in CURVE_CLIENT_FIELDS):
+        return None
+    keys = {}
+    for k in CURVE_CLIENT_FIELDS:
+        v = info.get(k)
+        if not isinstance(v, str) or len(v) != 40:
+            raise ValueError(f"{source}: {k} must be a 40-character Z85 CurveZMQ key")
+        keys[k] = v
+    return keys
+
+
+def read_curve_keys(path: str) -> dict:
+    """--curve-keys FILE: a JSON object with the three CURVE_CLIENT_FIELDS (a copy of
+    the kernel's connection file will do)."""
+    keys = curve_keys(connection.read(path), path)
+    if keys is None:
+        raise ValueError(f"{path}: no curve keys ({', '.join(CURVE_CLIENT_FIELDS)})")
+    return keys
+
+
 def newest_connection_file(directory: Optional[str] = None) -> str:
     files = glob.glob(os.path.join(directory or runtime_dir(), "kernel-*.json"))
     if not files:
@@ -78,19 +115,33 @@ def newest_connection_file(directory: Optional[str] = None) -> str:
 
 
 class Connection:
-    """One attached kernel. `owned` when this shell started it (and so shuts it down)."""
+    """One attached kernel. `owned` when this shell started it (and so shuts it down).
+
+    The kernel is named by a connection file, or by `info` (a connection-file dict, e.g.
+    --ip and the ports from the command line; connection_file is then only its name).
+    `curve`: client keys overriding the file's; `require_curve`: no keys is an error.
+    """
 
     def __init__(self, connection_file: str, *, ip: Optional[str] = None,
-                 proc: Optional[subprocess.Popen] = None, log_path: Optional[str] = None):
+                 proc: Optional[subprocess.Popen] = None, log_path: Optional[str] = None,
+                 info: Optional[dict] = None, curve: Optional[dict] = None,
+                 require_curve: bool = False, start_timeout: Optional[float] = None):
         self.connection_file = connection_file
         self.ip = ip
         self.proc = proc
         self.log_path = log_path
         self.dead = threading.Event()
-        info = connection.read(connection_file)
+        self.start_timeout = START_TIMEOUT if start_timeout is None else start_timeout
+        self._given = (info, curve, require_curve)
+        info = dict(info) if info is not None else connection.read(connection_file)
         if ip:
             info["ip"] = ip
+        self.curve = curve or curve_keys(info, connection_file)
+        if require_curve and not self.curve:
+            raise ValueError(f"--curve: {connection_file} has no curve keys "
+                             f"({', '.join(CURVE_CLIENT_FIELDS)}); give --curve-keys FILE")
         self.kc = GVKernelClient()
+        self.kc.curve = self.curve
         self.kc.load_connection_info(info)
         self.kc.start_channels(shell=True, iopub=True, stdin=True, hb=False, control=True)
         self.session_id = self.kc.session.session
@@ -100,11 +151,20 @@ class Connection:
     def owned(self) -> bool:
         return self.proc is not None
 
+    def reopen(self) -> "Connection":
+        """A new Connection to the same (not owned) kernel, with the same keys and
+        timeout: what a reconnect after the kernel's death needs."""
+        info, curve, require_curve = self._given
+        return Connection(self.connection_file, ip=self.ip, info=info, curve=curve,
+                          require_curve=require_curve, start_timeout=self.start_timeout)
+
     # -- local kernels ------------------------------------------------------------
     @classmethod
-    def start_local(cls, kernel_args: list[str]) -> "Connection":
+    def start_local(cls, kernel_args: list[str],
+                    start_timeout: Optional[float] = None) -> "Connection":
         """Start `python -m gvkernel -f NEW_FILE` in its own session (the terminal's
         Ctrl-C must not reach it: the shell turns Ctrl-C into interrupt_request)."""
+        start_timeout = START_TIMEOUT if start_timeout is None else start_timeout
         d = runtime_dir()
         os.makedirs(d, exist_ok=True)
         path = os.path.join(d, f"kernel-gv-{uuid.uuid4().hex[:12]}.json")
@@ -113,7 +173,7 @@ class Connection:
             proc = subprocess.Popen([sys.executable, "-m", "gvkernel", "-f", path, *kernel_args],
                                     stdin=subprocess.DEVNULL, stdout=log, stderr=log,
                                     start_new_session=True)
-        deadline = time.monotonic() + START_TIMEOUT
+        deadline = time.monotonic() + start_timeout
         while not os.path.exists(path):
             if proc.poll() is not None:
                 raise RuntimeError(f"gvkernel exited with status {proc.returncode}:\n"
@@ -122,7 +182,7 @@ class Connection:
                 proc.kill()
                 raise RuntimeError("gvkernel did not write its connection file in time")
             time.sleep(0.02)
-        return cls(path, proc=proc, log_path=log_path)
+        return cls(path, proc=proc, log_path=log_path, start_timeout=start_timeout)
 
     def log_tail(self) -> str:
         return _tail(self.log_path) if self.log_path else ""
@@ -155,8 +215,10 @@ class Connection:
                 timeout: float = REPLY_TIMEOUT) -> dict:
         return self.wait_reply(channel, self.send(channel, msg_type, content), timeout)["content"]
 
-    def wait_ready(self, timeout: float = START_TIMEOUT) -> dict:
-        """kernel_info until answered (the first messages may be lost while connecting)."""
+    def wait_ready(self, timeout: Optional[float] = None) -> dict:
+        """kernel_info until answered (the first messages may be lost while connecting),
+        for at most timeout (default: start_timeout) seconds; then TimeoutError."""
+        timeout = self.start_timeout if timeout is None else timeout
         deadline = time.monotonic() + timeout
         while True:
             try:

@@ -429,10 +429,13 @@ def test_gvtop_draws_live_and_quits_on_q(tmp):
         _tmux(sock, "send-keys", "-t", "0", "%gvtop", "Enter")
         screen = _screen_until(sock, r"gvtop .*w0 +\[.*GVThreads: .*topbusy.*topchan")
         polls = int(re.search(r"polls (\d+)", screen).group(1))
-        time.sleep(1.0)
-        screen = _screen_until(sock, r"polls \d+")
-        # redrawn from new polls: at least 4 a second is the design; a loaded box may lag
-        assert int(re.search(r"polls (\d+)", screen).group(1)) >= polls + 2, screen
+        # redrawn from new polls (4 a second by design; a loaded box may lag, so no rate
+        # is asserted here: bench/ measures, tests check behaviour)
+        deadline = time.monotonic() + WAIT
+        while int(re.search(r"polls (\d+)", screen).group(1)) < polls + 2:
+            assert time.monotonic() < deadline, screen
+            time.sleep(0.2)
+            screen = _screen_until(sock, r"polls \d+")
         assert re.search(r"w0 +\[#+", screen) or re.search(r"w1 +\[#+", screen), screen
         _tmux(sock, "send-keys", "-t", "0", "s")
         _screen_until(sock, r"\(sort cpu[,)]")
