@@ -21,6 +21,7 @@ import _queue
 import _thread
 import ast
 import builtins
+import contextvars
 import linecache
 import logging
 import os
@@ -47,6 +48,12 @@ log = logging.getLogger("gvkernel")
 KERNEL_VERSION = "0.1.0"
 _HERE = os.path.dirname(os.path.abspath(__file__))
 MAX_REPR = 1 << 20
+
+
+# The request a GVThread's output belongs to, inherited by the GVThreads it spawns
+# (gvthread copies the spawner's context), so the output of a GVThread started by a
+# %gvspawn'ed one goes to the same request, tagged with its own id.
+_output_ctx: contextvars.ContextVar = contextvars.ContextVar("gvkernel_output", default=None)
 
 
 class StdinNotImplementedError(RuntimeError):
@@ -522,7 +529,10 @@ class Kernel:
             ctx = self.contexts.get(gid)
             if ctx is not None:
                 return ctx.parent, ctx.metadata
-            return self.last_parent, {"gvthread": {"id": gid}}
+            inherited = _output_ctx.get()
+            h = gvthread.current_handle()
+            tag = {"gvthread": {"id": gid, "name": h.name if h is not None else ""}}
+            return (inherited.parent if inherited is not None else self.last_parent), tag
         return self.last_parent, None
 
     def display(self, *objs: Any, raw: bool = False, metadata: Optional[dict] = None,
@@ -695,7 +705,10 @@ class Kernel:
                        store: bool, n: int) -> tuple:
         ns = self.user_ns
 
+        ctx = _Ctx(parent, 0, "", idents if content.get("allow_stdin") else None)
+
         def cell() -> tuple:
+            _output_ctx.set(ctx)
             try:
                 exec(body, ns)
                 if expr is None:
@@ -723,7 +736,7 @@ class Kernel:
             h = self.runtime.spawn(self._tracked, cell, name=f"cell-{n}")
         except Exception as e:
             return ("error", *format_exception(e))
-        ctx = _Ctx(parent, h.id, h.name, idents if content.get("allow_stdin") else None)
+        ctx.metadata = {"gvthread": {"id": h.id, "name": h.name}}
         self.contexts[h.id] = ctx
         self.foreground_ctx = ctx
         self.foreground = h
@@ -778,6 +791,7 @@ class Kernel:
 
         def wrapper() -> Any:
             started.wait()
+            _output_ctx.set(box["ctx"])
             return self._background(task, box["ctx"])
 
         h = self.runtime.spawn(wrapper, name=name, priority=prio)

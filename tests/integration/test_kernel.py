@@ -350,6 +350,24 @@ def test_background_output_is_tagged_and_arrives_after_idle(kernel):
     assert gv["result"] is None
 
 
+def test_output_of_gvthreads_spawned_by_background_ones_goes_to_the_same_request(kernel):
+    code = ("import gvthread, time\n"
+            "%gvspawn --name parent-gv gvthread.spawn(lambda: (gvthread.sleep(0.5), "
+            "print('from the child')), name='child-gv').join()\n")
+    msg_id = kernel.kc.execute(code)
+    assert kernel.shell_reply(msg_id)["content"]["status"] == "ok"
+    kernel.execute_ok("pass")  # a later request, before the child prints
+
+    def done(out):
+        return any("from the child" in m["content"].get("text", "") for m in out
+                   if m["msg_type"] == "stream")
+
+    msgs = kernel.iopub_collect(lambda m: m["parent_header"].get("msg_id") == msg_id, done)
+    line = next(m for m in msgs if m["msg_type"] == "stream"
+                and "from the child" in m["content"]["text"])
+    assert gv_meta(line)["name"] == "child-gv"  # tagged with the child itself
+
+
 def test_background_exit_events_ok_and_error(kernel):
     _, msgs = kernel.execute_ok("ok_h = %gvspawn 6 * 7\nerr_h = %gvspawn 1 / 0\n"
                                 "(ok_h.id, err_h.id)")
