@@ -54,4 +54,9 @@ SUITES: dict[str, tuple[str, str]] = {
         "gvkernel vs ipykernel: start to ready, execute `1+1` and kernel_info round "
         "trips, idle RSS, gv_list with 100,000 GVThreads",
     ),
+    "shell": (
+        "bench.shell",
+        "gvshell: spawn to the first prompt in a pty (python -m gvshell and the console "
+        "script), Ctrl-D + y until the shell and its kernel are gone",
+    ),
 }
