@@ -134,7 +134,7 @@ def main(argv: Optional[list[str]] = None) -> int:
                 kargs += ["--workers", str(args.workers)]
             if args.curve or args.curve_keys:
                 raise ValueError("--curve is for attaching; a kernel gvshell starts "
-                                 "listens on loopback only (--kernel-arg --curve for one)")
+                                 "listens on loopback only (--kernel-arg=--curve for one)")
             conn = Connection.start_local(kargs, start_timeout=args.timeout)
         else:
             kargs = []

@@ -44,6 +44,10 @@ REPLY_TIMEOUT = 10.0
 #: How long a local kernel may take to write its connection file and answer kernel_info
 #: (the default of Connection's start_timeout, read when the Connection is made).
 START_TIMEOUT = 30.0
+#: Until the kernel first answers, a send gives up after this long (SNDTIMEO, seconds):
+#: a DEALER whose CurveZMQ handshake was refused has no pipe left, and its send would
+#: block for ever. wait_ready lifts it once the kernel has answered.
+START_SEND_TIMEOUT = 0.2
 #: The curve_* fields a client needs (the server's secret is the kernel's alone).
 CURVE_CLIENT_FIELDS = ("curve_server_public", "curve_client_public", "curve_client_secret")
 
@@ -59,8 +63,12 @@ class GVKernelClient(BlockingKernelClient):
     curve: Optional[dict] = None
 
     def configure_socket(self, sock: zmq.Socket, channel: str) -> None:
-        """Set options on a socket before it connects: linger, and CurveZMQ keys."""
+        """Set options on a socket before it connects: linger, a send timeout until the
+        kernel first answers (not on hb: heartbeat.py's send does not expect zmq.Again),
+        and CurveZMQ keys."""
         sock.linger = 1000
+        if channel != "hb":
+            sock.sndtimeo = int(START_SEND_TIMEOUT * 1000)
         if self.curve:
             sock.curve_serverkey = self.curve["curve_server_public"].encode()
             sock.curve_publickey = self.curve["curve_client_public"].encode()
@@ -190,7 +198,10 @@ class Connection:
     # -- requests -----------------------------------------------------------------
     def send(self, channel: str, msg_type: str, content: dict) -> str:
         msg = self.kc.session.msg(msg_type, content)
-        getattr(self.kc, f"{channel}_channel").send(msg)
+        try:
+            getattr(self.kc, f"{channel}_channel").send(msg)
+        except zmq.Again:
+            raise TimeoutError("the kernel takes no messages (no connection)") from None
         return msg["header"]["msg_id"]
 
     def wait_reply(self, channel: str, msg_id: str, timeout: float = REPLY_TIMEOUT) -> dict:
@@ -224,6 +235,8 @@ class Connection:
             try:
                 self.kernel_info = self.request("shell", "kernel_info_request", {},
                                                 timeout=min(1.0, max(0.1, deadline - time.monotonic())))
+                for ch in ("shell", "control", "stdin"):  # connected: sends may block again
+                    getattr(self.kc, f"{ch}_channel").socket.sndtimeo = -1
                 return self.kernel_info
             except TimeoutError:
                 if self.proc is not None and self.proc.poll() is not None:

@@ -11,6 +11,8 @@ exiting is death at once.
 from __future__ import annotations
 
 import threading
+
+import zmq
 from typing import Callable
 
 from gvshell.client import Connection
@@ -36,8 +38,15 @@ class Heartbeat(threading.Thread):
         p = self.conn.proc
         return p is not None and p.poll() is not None
 
-    def run(self) -> None:
+    def _socket(self):
         sock = self.conn.kc.hb_socket()
+        # A refused CurveZMQ handshake (a kernel restarted with new keys) leaves a REQ
+        # socket with no peer, where a plain send would block for ever: bound it.
+        sock.sndtimeo = int(TIMEOUT * 1000)
+        return sock
+
+    def run(self) -> None:
+        sock = self._socket()
         misses = 0
         reason = ""
         try:
@@ -45,15 +54,19 @@ class Heartbeat(threading.Thread):
                 if self._proc_exited():
                     reason = f"the kernel process exited (status {self.conn.proc.returncode})"
                     break
-                sock.send(b"ping")
-                if sock.poll(int(TIMEOUT * 1000)):
+                try:
+                    sock.send(b"ping")
+                    answered = bool(sock.poll(int(TIMEOUT * 1000)))
+                except zmq.Again:
+                    answered = False
+                if answered:
                     sock.recv()
                     misses = 0
                     self._stop_ev.wait(PERIOD)
                     continue
                 misses += 1
                 sock.close(linger=0)
-                sock = self.conn.kc.hb_socket()
+                sock = self._socket()
                 if misses >= MISSES:
                     reason = f"no heartbeat for {misses * TIMEOUT:g} s"
                     break

@@ -233,7 +233,7 @@ class Shell:
                 if owned:
                     self.conn = Connection.start_local(self.kernel_args)
                 else:
-                    self.conn = Connection(conn.connection_file, ip=conn.ip)
+                    self.conn = conn.reopen()  # same keys, ports and timeout
                 self._death = ""
                 self.attach()
             except Exception as e:
