@@ -31,7 +31,7 @@ import sys
 import threading
 import time
 import uuid
-from typing import Any, Optional
+from typing import Optional
 
 import zmq
 from jupyter_client.blocking import BlockingKernelClient

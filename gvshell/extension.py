@@ -227,9 +227,7 @@ class GVMagics:
     def gvcancel(self, line: str) -> None:
         ids = self._ids(line, "gvcancel")
         reply = self._ok(self._backend().request("gv_cancel_request", {"ids": ids}))
-        for gid, ok in reply["cancelled"].items():
-            print(f"GVThread {gid}: " + {True: "cancelled", False: "already finished",
-                                         None: "no such live GVThread"}[ok])
+        print(tables.gvcancel(reply))
 
     def gvtop(self, line: str) -> None:
         from gvshell.top import run_top

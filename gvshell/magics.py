@@ -96,9 +96,7 @@ def gvchan(conn: Connection, words: list[str]) -> str:
 
 def gvcancel(conn: Connection, words: list[str]) -> str:
     reply = _request(conn, "gv_cancel_request", {"ids": _ids(words, "gvcancel")})
-    what = {True: "cancelled", False: "already finished", None: "no such live GVThread"}
-    return "\n".join(f"GVThread {gid}: {what.get(ok, ok)}"
-                     for gid, ok in reply.get("cancelled", {}).items())
+    return tables.gvcancel(reply)
 
 
 def gvstats(conn: Connection, words: list[str]) -> str:

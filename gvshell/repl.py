@@ -45,12 +45,8 @@ _PROMPT_STYLE = Style.from_dict({
 
 
 def history_path() -> str:
-    p = os.environ.get("GVSHELL_HISTORY")
-    if p:
-        return p
-    base = os.environ.get("XDG_DATA_HOME") or os.path.join(os.path.expanduser("~"), ".local",
-                                                           "share")
-    return os.path.join(base, "gvshell", "history")
+    from gvkernel.connection import data_dir
+    return os.environ.get("GVSHELL_HISTORY") or os.path.join(data_dir("gvshell"), "history")
 
 
 class KernelCompleter(Completer):

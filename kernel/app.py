@@ -54,19 +54,10 @@ def _install_parser() -> argparse.ArgumentParser:
     return p
 
 
-def _data_dir() -> str:
-    d = os.environ.get("JUPYTER_DATA_DIR")
-    if d:
-        return d
-    base = os.environ.get("XDG_DATA_HOME") or os.path.join(os.path.expanduser("~"), ".local",
-                                                           "share")
-    return os.path.join(base, "jupyter")
-
-
 def install(argv: list[str]) -> int:
     args = _install_parser().parse_args(argv)
     if args.user:
-        root = os.path.join(_data_dir(), "kernels")
+        root = os.path.join(connection.data_dir("jupyter"), "kernels")
     else:
         prefix = args.prefix or sys.prefix
         root = os.path.join(prefix, "share", "jupyter", "kernels")

@@ -79,15 +79,18 @@ def is_loopback(ip: str) -> bool:
             return False
 
 
+def data_dir(app: str) -> str:
+    """$XDG_DATA_HOME/APP (default ~/.local/share/APP): where gvkernel and gvshell keep
+    their history, and, for "jupyter", Jupyter's data dir (unless $JUPYTER_DATA_DIR)."""
+    if app == "jupyter" and os.environ.get("JUPYTER_DATA_DIR"):
+        return os.environ["JUPYTER_DATA_DIR"]
+    base = os.environ.get("XDG_DATA_HOME") or os.path.join(os.path.expanduser("~"), ".local",
+                                                           "share")
+    return os.path.join(base, app)
+
+
 def runtime_dir() -> str:
     """Where Jupyter keeps connection files ($JUPYTER_RUNTIME_DIR or its default), so
     `jupyter console --existing` and `gvshell --existing` find ours."""
-    d = os.environ.get("JUPYTER_RUNTIME_DIR")
-    if d:
-        return d
-    data = os.environ.get("JUPYTER_DATA_DIR")
-    if not data:
-        base = os.environ.get("XDG_DATA_HOME") or os.path.join(os.path.expanduser("~"),
-                                                               ".local", "share")
-        data = os.path.join(base, "jupyter")
-    return os.path.join(data, "runtime")
+    return os.environ.get("JUPYTER_RUNTIME_DIR") or os.path.join(data_dir("jupyter"),
+                                                                  "runtime")

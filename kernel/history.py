@@ -20,12 +20,9 @@ MAX_ROWS = 10_000
 
 
 def default_path() -> str:
-    p = os.environ.get("GVKERNEL_HISTORY")
-    if p:
-        return p
-    base = os.environ.get("XDG_DATA_HOME") or os.path.join(os.path.expanduser("~"), ".local",
-                                                           "share")
-    return os.path.join(base, "gvkernel", "history.sqlite")
+    from gvkernel.connection import data_dir
+    return os.environ.get("GVKERNEL_HISTORY") or os.path.join(data_dir("gvkernel"),
+                                                               "history.sqlite")
 
 
 class History:

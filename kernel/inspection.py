@@ -15,7 +15,7 @@ from typing import Any, Optional
 import gvthread
 from gvthread._types import Priority, State, WaitKind, coerce_priority
 
-from gvkernel.protocol import GV_PROTOCOL_VERSION, MAX_PAGE, MAX_PREVIEW, MAX_REPLY_BYTES
+from gvkernel.protocol import MAX_PAGE, MAX_PREVIEW, MAX_REPLY_BYTES
 
 DEFAULT_PAGE = 100
 MAX_STACK_IDS = 64

@@ -41,6 +41,7 @@ from gvthread._types import coerce_priority
 from gvkernel import inspection, introspect
 from gvkernel.history import History
 from gvkernel.iopub import IOPub, truncate
+from gvkernel.protocol import GV_PROTOCOL_VERSION
 from gvkernel.session import MessageError, Session
 
 log = logging.getLogger("gvkernel")
@@ -384,7 +385,7 @@ class Kernel:
                        f"on GVThread, {self.runtime.workers} workers\n"
                        "%gvspawn CODE runs CODE in the background; %gvps lists GVThreads."),
             "help_links": [], "debugger": False,
-            "gvthread": {"protocol_version": inspection.GV_PROTOCOL_VERSION,
+            "gvthread": {"protocol_version": GV_PROTOCOL_VERSION,
                          "workers": self.runtime.workers}})
 
     def complete(self, msg_type: str, idents: list, msg: dict) -> None:
@@ -476,10 +477,10 @@ class Kernel:
                 gvthread.SlotsExhausted) as e:  # a full runtime is the user's, not a bug
             self.reply(msg, idents, _reply_type(msg_type), {
                 "status": "error", "ename": type(e).__name__, "evalue": str(e),
-                "traceback": [], "protocol": inspection.GV_PROTOCOL_VERSION})
+                "traceback": [], "protocol": GV_PROTOCOL_VERSION})
             return
         content["status"] = "ok"
-        content["protocol"] = inspection.GV_PROTOCOL_VERSION
+        content["protocol"] = GV_PROTOCOL_VERSION
         self.reply(msg, idents, _reply_type(msg_type), content)
 
     def kernel_stats(self) -> dict:

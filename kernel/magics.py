@@ -138,9 +138,7 @@ class Magics:
     def gvcancel(self, line: str) -> None:
         ids = self._ids(line, "gvcancel")
         reply = inspection.gv_cancel(self.kernel.runtime, {"ids": ids})
-        for gid, ok in reply["cancelled"].items():
-            print(f"GVThread {gid}: " + {True: "cancelled", False: "already finished",
-                                         None: "no such live GVThread"}[ok])
+        print(tables.gvcancel(reply))
 
     # -- a few of IPython's own ----------------------------------------------------
     def _info(self, line: str, detail: int) -> None:

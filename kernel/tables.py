@@ -70,6 +70,12 @@ def gvchan(reply: dict) -> str:
     return text
 
 
+def gvcancel(reply: dict) -> str:
+    what = {True: "cancelled", False: "already finished", None: "no such live GVThread"}
+    return "\n".join(f"GVThread {gid}: {what.get(ok, ok)}"
+                     for gid, ok in reply.get("cancelled", {}).items())
+
+
 def gvstats(reply: dict) -> str:
     rt = reply.get("runtime", {})
     states = reply.get("states", {})

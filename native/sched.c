@@ -444,10 +444,9 @@ static inline void bump(_Atomic uint64_t *c) {
                           memory_order_relaxed);
 }
 
-/* Run g on thread t serving worker p.  Returns 0 if p was handed to another
- * thread while g ran (t must then become a spare). */
-static int run_one(gv_thr *t, gv_worker *p, gv_gvt *g) {
-    gv_runtime *rt = t->rt;
+/* The switch-in bookkeeping shared by run_one and the direct native yield:
+ * g leaves its run queue for p's thread (stats, state, a fresh slice). */
+static inline void mark_running(gv_runtime *rt, gv_worker *p, gv_gvt *g) {
     /* Only a run queue hands out GVThreads, and only READY ones are queued. */
     uint32_t st0 = atomic_load_explicit(&g->state, memory_order_relaxed);
     GV_CHECK(st0 == GV_READY || st0 == GV_PREEMPTED,
@@ -464,11 +463,11 @@ static int run_one(gv_thr *t, gv_worker *p, gv_gvt *g) {
     g->switches++;
     p->stats.switches++;
     atomic_store_explicit(&g->preempt, 0, memory_order_relaxed); /* a fresh slice */
-    __atomic_store_n(&t->cur, g, __ATOMIC_RELAXED);
-    if (g->tstate)
-        gv_gilstate_switch_in(g->tstate);
-    else if (g->native)
-        gv_py_worker_release_gil(t); /* 3.11: a native GVThread runs without the GIL */
+}
+
+/* One TSC read per switch: it charges the GVThread t ran so far and starts g's
+ * slice, which the monitor (timer.c) reads with the activity count. */
+static inline void start_slice(gv_thr *t, gv_worker *p, gv_gvt *g) {
     uint64_t t0 = gv_ticks();
     if (t->acct_g)
         t->acct_g->cpu_ticks += t0 - t->acct_t0;
@@ -476,6 +475,19 @@ static int run_one(gv_thr *t, gv_worker *p, gv_gvt *g) {
     t->acct_t0 = t0;
     atomic_store_explicit(&p->slice_start, t0, memory_order_relaxed);
     bump(&p->activity);
+}
+
+/* Run g on thread t serving worker p.  Returns 0 if p was handed to another
+ * thread while g ran (t must then become a spare). */
+static int run_one(gv_thr *t, gv_worker *p, gv_gvt *g) {
+    gv_runtime *rt = t->rt;
+    mark_running(rt, p, g);
+    __atomic_store_n(&t->cur, g, __ATOMIC_RELAXED);
+    if (g->tstate)
+        gv_gilstate_switch_in(g->tstate);
+    else if (g->native)
+        gv_py_worker_release_gil(t); /* 3.11: a native GVThread runs without the GIL */
+    start_slice(t, p, g);
     /* From here until the switch-out, the monitor may hand p to a spare. */
     atomic_store_explicit(&p->owner, (uintptr_t)t | 1, memory_order_release);
     if (atomic_load_explicit(&rt->timer.monitor_asleep, memory_order_relaxed))
@@ -808,30 +820,10 @@ static int yield_direct(gv_thr *t, gv_gvt *g) {
     p->stats.direct_yields++;
     atomic_store_explicit(&g->state, GV_READY, memory_order_relaxed);
 
-    /* n's switch-in, as run_one. */
-    uint32_t st0 = atomic_load_explicit(&n->state, memory_order_relaxed);
-    GV_CHECK(st0 == GV_READY || st0 == GV_PREEMPTED,
-             "bad GVThread state: picked from a run queue but not READY");
-    if (n->slot == GV_NO_SLOT)
-        bind_stack(rt, n);
-    if (n->last_worker >= 0 && n->last_worker != p->idx)
-        p->stats.migrations++;
-    n->last_worker = p->idx;
-    if (!n->started_ns)
-        n->started_ns = gv_coarse_ns();
-    atomic_store_explicit(&n->state, GV_RUNNING, memory_order_relaxed);
-    n->after = GV_AFTER_NONE;
-    n->switches++;
-    p->stats.switches++;
-    atomic_store_explicit(&n->preempt, 0, memory_order_relaxed); /* a fresh slice */
+    /* n's switch-in, as run_one (no tstate: natives run without the GIL). */
+    mark_running(rt, p, n);
     __atomic_store_n(&t->cur, n, __ATOMIC_RELAXED);
-    uint64_t t0 = gv_ticks();
-    if (t->acct_g) /* g, charged from its switch-in to now */
-        t->acct_g->cpu_ticks += t0 - t->acct_t0;
-    t->acct_g = n;
-    t->acct_t0 = t0;
-    atomic_store_explicit(&p->slice_start, t0, memory_order_relaxed);
-    bump(&p->activity);
+    start_slice(t, p, n); /* charges g from its switch-in to now */
     n->yielder = g; /* queued by n once we are off this stack (requeue_yielder) */
     /* Release: pairs with the monitor's Acquire load of owner. */
     atomic_store_explicit(&p->owner, mine, memory_order_release);

@@ -22,8 +22,7 @@ from jupyter_client.blocking import BlockingKernelClient  # noqa: E402
 
 pytestmark = pytest.mark.timeout(120)
 
-_ANSI = re.compile(r"\x1b\[[0-?]*[ -/]*[@-~]|\x1b\][^\x07]*\x07|\x1b[()=>][0-9A-Za-z]?")
-WAIT = 15.0  # generous bound for one expect on a loaded 2-core box
+from shell_util import WAIT, Term  # noqa: E402
 
 
 def _env(tmp) -> dict:
@@ -62,63 +61,6 @@ def _alive(pid: int) -> bool:
             return f.read().split(") ", 1)[1][0] != "Z"
     except OSError:
         return False
-
-
-class Term:
-    """gvshell in a pty; expect() searches the output with escape sequences removed."""
-
-    def __init__(self, args, env):
-        self.child = pexpect.spawn(sys.executable, ["-m", "gvshell", *args], env=env,
-                                   dimensions=(50, 200), encoding="utf-8",
-                                   codec_errors="replace")
-        self.raw = ""
-        self.pos = 0
-
-    def text(self) -> str:
-        return _ANSI.sub("", self.raw).replace("\r", "")
-
-    def _read(self, wait: float) -> None:
-        try:
-            self.raw += self.child.read_nonblocking(65536, wait)
-        except pexpect.TIMEOUT:
-            pass
-        except pexpect.EOF:
-            time.sleep(wait)
-
-    def expect(self, pattern: str, timeout: float = WAIT) -> re.Match:
-        rx = re.compile(pattern)
-        deadline = time.monotonic() + timeout
-        while True:
-            m = rx.search(self.text(), self.pos)
-            if m:
-                self.pos = m.end()
-                return m
-            if time.monotonic() > deadline:
-                raise AssertionError(f"{pattern!r} not seen in {timeout} s; output since "
-                                     f"the last match:\n{self.text()[self.pos:][-3000:]}")
-            self._read(0.05)
-
-    def pump(self, seconds: float) -> str:
-        """Read for `seconds`; the text seen in that time (not consumed)."""
-        start = len(self.text())
-        end = time.monotonic() + seconds
-        while time.monotonic() < end:
-            self._read(0.05)
-        return self.text()[start:]
-
-    def send(self, s: str) -> None:
-        self.child.send(s)
-
-    def run(self, line: str, out: str | None = None) -> re.Match | None:
-        """Type line + Enter; wait for `Out[n]: out` when given, then the next prompt."""
-        self.send(line + "\r")
-        m = self.expect(r"Out\[\d+\]: " + out) if out is not None else None
-        self.expect(r"In \[\d+\]: ")
-        return m
-
-    def close(self) -> None:
-        if self.child.isalive():
-            self.child.terminate(force=True)
 
 
 @pytest.fixture

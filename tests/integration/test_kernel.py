@@ -6,7 +6,6 @@ Every kernel runs with --workers 2 and its history in a tmp directory (never the
 user's home), and is killed at teardown.
 """
 
-import os
 import shutil
 import subprocess
 import sys

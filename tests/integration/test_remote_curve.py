@@ -34,14 +34,13 @@ import pytest
 import zmq
 
 pexpect = pytest.importorskip("pexpect")
+from shell_util import WAIT, Term  # noqa: E402
 
 pytestmark = pytest.mark.timeout(120)
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 NO_ANSWER = "no answer from the kernel (wrong keys, or not reachable)"
-WAIT = 15.0      # bound for one expect on a loaded box
 BAD_TIMEOUT = 3  # gvshell --timeout for the wrong-key runs
-_ANSI = re.compile(r"\x1b\[[0-?]*[ -/]*[@-~]|\x1b\][^\x07]*\x07|\x1b[()=>][0-9A-Za-z]?")
 
 # Run in a namespace as `python probe.py MODE FILE TIMEOUT CODE [IP]`: sends an
 # execute_request of CODE (MODE "curve": kernel_peers_util.RawClient with the file's curve
@@ -261,77 +260,20 @@ def _keypair() -> tuple[str, str]:
     return pub.decode(), sec.decode()
 
 
-class Term:
-    """gvshell in a pty in namespace ns; expect() searches the output without escapes."""
-
-    def __init__(self, net: Net, ns: str, args: list[str], env: dict):
-        self.child = pexpect.spawn("ip", ["netns", "exec", ns, sys.executable, "-m", "gvshell",
-                                          *args], env=env, dimensions=(50, 200),
-                                   encoding="utf-8", codec_errors="replace")
-        self.raw = ""
-        self.pos = 0
-
-    def text(self) -> str:
-        return _ANSI.sub("", self.raw).replace("\r", "")
-
-    def _read(self, wait: float) -> None:
-        try:
-            self.raw += self.child.read_nonblocking(65536, wait)
-        except pexpect.TIMEOUT:
-            pass
-        except pexpect.EOF:
-            time.sleep(wait)
-
-    def expect(self, pattern: str, timeout: float = WAIT) -> re.Match:
-        rx = re.compile(pattern)
-        deadline = time.monotonic() + timeout
-        while True:
-            m = rx.search(self.text(), self.pos)
-            if m:
-                self.pos = m.end()
-                return m
-            if time.monotonic() > deadline:
-                raise AssertionError(f"{pattern!r} not seen in {timeout} s; output since "
-                                     f"the last match:\n{self.text()[self.pos:][-3000:]}")
-            self._read(0.05)
-
-    def run(self, line: str, out: str | None = None) -> re.Match | None:
-        self.child.send(line + "\r")
-        m = self.expect(out) if out is not None else None
-        self.expect(r"In \[\d+\]: ")
-        return m
-
-    def wait_exit(self, timeout: float = WAIT) -> int:
-        """The exit status, once the shell has exited (all its output read)."""
-        deadline = time.monotonic() + timeout
-        while not self.child.eof():
-            if time.monotonic() > deadline:
-                raise AssertionError(f"gvshell still running after {timeout} s:\n"
-                                     f"{self.text()[-3000:]}")
-            self._read(0.05)
-        self.child.close()
-        if self.child.exitstatus is not None:
-            return self.child.exitstatus
-        return 128 + (self.child.signalstatus or 0)
-
-    def close(self) -> None:
-        if self.child.isalive():
-            self.child.terminate(force=True)
-
-
 def test_gvshell_with_the_keys(net, env, kernel):
-    t = Term(net, net.cns, ["-f", kernel.path, "--timeout", str(WAIT)], env)
+    t = Term(["-f", kernel.path, "--timeout", str(WAIT)], env,
+             prefix=("ip", "netns", "exec", net.cns))
     try:
         t.expect(r"gvshell: attached to gvkernel")
         t.expect(r"In \[1\]: ")
-        t.run("1+1", r"Out\[1\]: 2\b")
+        t.run_until("1+1", r"Out\[1\]: 2\b")
         mark = t.pos  # the GVThread's output and the cell's Out[] may come in either order
-        m = t.run('%gvspawn --name remote print("hi over curve")', r"<gvthread\.Handle id=(\d+)")
+        m = t.run_until('%gvspawn --name remote print("hi over curve")', r"<gvthread\.Handle id=(\d+)")
         end, t.pos = t.pos, mark
         t.expect(rf"\[{m.group(1)} remote\] hi over curve")
         t.pos = max(end, t.pos)
-        t.run("import time")
-        m = t.run("%gvspawn --name remote_sleeper time.sleep(60)", r"<gvthread\.Handle id=(\d+)")
+        t.run_until("import time")
+        m = t.run_until("%gvspawn --name remote_sleeper time.sleep(60)", r"<gvthread\.Handle id=(\d+)")
         t.child.send("%gvps\r")
         t.expect(rf"\n{m.group(1)}\s+remote_sleeper\s")
         t.expect(r"In \[\d+\]: ")
@@ -353,10 +295,11 @@ def test_gvshell_without_connection_file(net, env, kernel, tmp_path):
             "--timeout", str(WAIT)]
     for name in ("shell_port", "iopub_port", "stdin_port", "control_port", "hb_port"):
         args += ["--" + name.replace("_", "-"), str(info[name])]
-    t = Term(net, net.cns, args, env)
+    t = Term(args, env,
+             prefix=("ip", "netns", "exec", net.cns))
     try:
         t.expect(r"In \[\d+\]: ")
-        t.run("2+3", r"Out\[\d+\]: 5\b")
+        t.run_until("2+3", r"Out\[\d+\]: 5\b")
         t.child.send("\x04")
         assert t.wait_exit() == 0, t.text()[-2000:]
     finally:
@@ -373,7 +316,8 @@ def test_gvshell_with_wrong_keys(net, env, kernel, tmp_path, wrong):
         fields = {"curve_server_public": pub}
     bad = _with(kernel.info, str(tmp_path / "bad.json"), **fields)
     start = time.monotonic()
-    t = Term(net, net.cns, ["-f", bad, "--timeout", str(BAD_TIMEOUT)], env)
+    t = Term(["-f", bad, "--timeout", str(BAD_TIMEOUT)], env,
+             prefix=("ip", "netns", "exec", net.cns))
     try:
         t.expect(re.escape(NO_ANSWER), timeout=BAD_TIMEOUT + WAIT)
         status = t.wait_exit()
