@@ -116,7 +116,7 @@ def serve(argv: list[str]) -> int:
         info.update(curve)
     from gvkernel.kernel import Kernel
     try:
-        kernel = Kernel(info, workers=args.workers, monkey=args.monkey, curve=curve,
+        kernel = Kernel(info, workers=args.workers, curve=curve,
                         history_path=args.history, max_gvthreads=args.max_gvthreads)
     except Exception as e:  # bind failures, bad ports: say so, don't dump a traceback
         print(f"gvkernel: cannot start: {e}", file=sys.stderr)

@@ -174,7 +174,7 @@ def format_exception(exc: BaseException) -> tuple[str, str, list[str]]:
 
 
 class Kernel:
-    def __init__(self, info: dict, *, workers: Optional[int] = None, monkey: bool = True,
+    def __init__(self, info: dict, *, workers: Optional[int] = None,
                  curve: Optional[dict] = None, history_path: Optional[str] = None,
                  max_gvthreads: int = 1_000_000):
         self.info = info
@@ -734,7 +734,7 @@ class Kernel:
                 return ("error", *format_exception(e))
 
         try:
-            h = self.runtime.spawn(self._tracked, cell, name=f"cell-{n}")
+            h = self.runtime.spawn(cell, name=f"cell-{n}")
         except Exception as e:
             return ("error", *format_exception(e))
         ctx.metadata = {"gvthread": {"id": h.id, "name": h.name}}
@@ -758,9 +758,6 @@ class Kernel:
         if result[0] == "ok":
             return (*result, h.id)
         return result
-
-    def _tracked(self, fn: Callable[[], Any]) -> Any:
-        return fn()
 
     def _store_output(self, n: int, value: Any) -> None:
         ns = self.user_ns
