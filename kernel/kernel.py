@@ -21,6 +21,7 @@ import _queue
 import _thread
 import ast
 import builtins
+import collections
 import contextvars
 import linecache
 import logging
@@ -59,6 +60,13 @@ _output_ctx: contextvars.ContextVar = contextvars.ContextVar("gvkernel_output", 
 
 class StdinNotImplementedError(RuntimeError):
     """input() in a request that did not allow stdin (as ipykernel says it)."""
+
+
+# Requests whose handling publishes nothing on iopub but its status.
+_SILENT = frozenset({"kernel_info_request", "complete_request", "inspect_request",
+                     "is_complete_request", "history_request", "comm_info_request",
+                     "interrupt_request", "gv_list_request", "gv_stack_request",
+                     "gv_channels_request", "gv_stats_request", "gv_cancel_request"})
 
 
 def _reply_type(msg_type: str) -> str:
@@ -188,6 +196,7 @@ class Kernel:
         self.history = History(history_path)
         self.execution_count = 1
         self.cell_counter = 0
+        self._compiled: collections.OrderedDict[str, tuple[Any, Any]] = collections.OrderedDict()
         self.user_ns: dict[str, Any] = {}
         self.user_module = types.ModuleType("__main__")
         self.user_ns = self.user_module.__dict__
@@ -348,8 +357,11 @@ class Kernel:
             self.queue_execute(msg_type, idents, msg)
             return
         busy = msg_type not in ("comm_msg", "comm_close")
+        # Handlers that publish nothing themselves send their status directly (see
+        # gvkernel.iopub); the others keep it in order with what they publish.
+        status = self.iopub.status_now if msg_type in _SILENT else self.iopub.status
         if busy:
-            self.iopub.status("busy", msg["header"])
+            status("busy", msg["header"])
         try:
             handler(msg_type, idents, msg)
         except Exception as e:
@@ -359,7 +371,7 @@ class Kernel:
                 "status": "error", "ename": ename, "evalue": evalue, "traceback": tb})
         finally:
             if busy:
-                self.iopub.status("idle", msg["header"])
+                status("idle", msg["header"])
 
     def reply(self, msg: dict, idents: list, msg_type: str, content: dict,
               metadata: Optional[dict] = None) -> None:
@@ -623,6 +635,21 @@ class Kernel:
         body = gvthread.compile(tree, filename, "exec")
         return body, expr
 
+    def _compile_cached(self, code: str, filename: str) -> tuple[Any, Any]:
+        """compile_cell, remembering the last cells run: a cell run again (a loop of
+        `1+1` from a client, a notebook rerun) skips parsing and instrumenting. A hit
+        keeps the filename of its first run, whose linecache entry holds the same
+        source, so tracebacks still show the right lines."""
+        hit = self._compiled.get(code)
+        if hit is not None:
+            self._compiled.move_to_end(code)
+            return hit
+        compiled = self.compile_cell(code, filename)
+        self._compiled[code] = compiled
+        if len(self._compiled) > 256:
+            self._compiled.popitem(last=False)
+        return compiled
+
     def execute(self, idents: list, msg: dict) -> None:
         c = msg["content"]
         parent = msg["header"]
@@ -644,7 +671,7 @@ class Kernel:
             self.history.store(n, code)
         self.interrupted = False
         try:
-            body, expr = self.compile_cell(code, filename)
+            body, expr = self._compile_cached(code, filename)
         except (SyntaxError, ValueError, OverflowError, MemoryError, RecursionError) as e:
             result: tuple = ("error", *format_exception(e))
         else:
@@ -764,7 +791,6 @@ class Kernel:
         ns["Out"][n] = value
         ns["___"], ns["__"], ns["_"] = ns.get("__"), ns.get("_"), value
         ns[f"_{n}"] = value
-        self.history.store(n, ns["In"][-1] if ns["In"] else "", None)
 
     # -- background GVThreads ----------------------------------------------------
     def spawn_background(self, code: str, parent: dict, name: Optional[str] = None,
