@@ -173,10 +173,16 @@ class Runtime:
     def channels(self, preview: int = 10, preview_chars: int = 200) -> list[dict]:
         """Every live channel (channels belong to no runtime: all are listed):
         id, name, capacity, length, closed, a bounded preview of the queued
-        items (reprlib, at most `preview` items and `preview_chars` characters
-        each), and the ids of the GVThreads waiting to send and to receive
-        (`senders`, `receivers`: at most 64 each; `senders_waiting` and
-        `receivers_waiting` count them all).  Threads show as negative ids."""
+        items (at most `preview` items and `preview_chars` characters each), and
+        the ids of the GVThreads waiting to send and to receive (`senders`,
+        `receivers`: at most 64 each; `senders_waiting` and `receivers_waiting`
+        count them all).  Threads show as negative ids.
+
+        The preview runs no user code: items of builtin types (None, bool, int,
+        float, complex, str, bytes, and tuples, lists, dicts, sets of those, at
+        most 3 deep and 100 items each) show through reprlib; any other object
+        shows as `<TypeName object>` (its __repr__ could loop, block or raise,
+        and this is called from a kernel's control thread)."""
         self._check_open()
         r = reprlib.Repr()
         r.maxstring = r.maxother = preview_chars
@@ -184,7 +190,7 @@ class Runtime:
         out = []
         for info in _core.channels_info(preview):
             items = info.pop("items")
-            info["preview"] = [r.repr(x)[:preview_chars] for x in items]
+            info["preview"] = [_preview(r, x)[:preview_chars] for x in items]
             out.append(info)
         return out
 
@@ -297,3 +303,34 @@ def _default_core():
 
 _core.set_hooks(coerce_priority, _default_core)
 spawn = _core.spawn
+
+
+_SCALARS = (type(None), bool, int, float, complex, str, bytes)
+_CONTAINERS = (tuple, list, dict, set, frozenset)
+
+
+def _plain(x: Any, depth: int = 0) -> bool:
+    """True if x is made only of builtin scalars and containers (exact types: a
+    subclass may override __repr__), bounded in depth and size."""
+    t = type(x)
+    if t in _SCALARS:
+        return True
+    if t not in _CONTAINERS or depth >= 3 or len(x) > 100:
+        return False
+    if t is dict:
+        return all(_plain(k, depth + 1) and _plain(v, depth + 1) for k, v in x.items())
+    return all(_plain(v, depth + 1) for v in x)
+
+
+def _preview(r: reprlib.Repr, x: Any) -> str:
+    """Channels' preview of one queued item (see Runtime.channels)."""
+    try:
+        if _plain(x):
+            return r.repr(x)
+    except Exception:  # a container changed size under us; int too long for str()
+        pass
+    try:
+        name = type.__dict__["__name__"].__get__(type(x))
+    except Exception:
+        name = "object"
+    return f"<{name} object>"

@@ -15,6 +15,7 @@ import ipaddress
 import json
 import os
 import socket
+import tempfile
 from typing import Any
 
 PORT_NAMES = ("shell_port", "iopub_port", "stdin_port", "control_port", "hb_port")
@@ -51,8 +52,11 @@ def write(path: str, info: dict[str, Any]) -> None:
     """Write atomically, created 0600 (the key and curve secrets are in it)."""
     directory = os.path.dirname(os.path.abspath(path))
     os.makedirs(directory, exist_ok=True)
-    tmp = f"{path}.{os.getpid()}.tmp"
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    # mkstemp: a fresh, unpredictable name created O_EXCL (and so never through a
+    # link someone planted at a guessable name), mode 0600, in the same directory so
+    # that os.replace is atomic.
+    fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".tmp",
+                               dir=directory)
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as f:
             json.dump(info, f, indent=1)

@@ -12,7 +12,7 @@ import logging
 import os
 import sqlite3
 import threading
-from typing import Any, Optional
+from typing import Optional
 
 log = logging.getLogger("gvkernel.history")
 
@@ -71,12 +71,14 @@ class History:
         with self._lock:
             rows = self._db.execute(sql, args).fetchall()
         if output:
-            return [[s, ln, [src, out]] for s, ln, src, out in rows]
-        return [[s, ln, src] for s, ln, src, _ in rows]
+            return [[r[0], r[1], [r[2], r[3]]] for r in rows]
+        return [[r[0], r[1], r[2]] for r in rows]
 
     def request(self, content: dict) -> list:
         """The `history` list of a history_reply."""
         kind = content.get("hist_access_type", "tail")
+        if kind not in ("tail", "range", "search"):
+            raise ValueError(f"unknown hist_access_type {kind!r}")
         output = bool(content.get("output", False))
         n = content.get("n")
         n = MAX_ROWS if not isinstance(n, int) or isinstance(n, bool) or n <= 0 else min(n, MAX_ROWS)
@@ -102,22 +104,18 @@ class History:
         if kind == "search":
             pattern = content.get("pattern", "*")
             pattern = pattern if isinstance(pattern, str) else "*"
-            unique = bool(content.get("unique", False))
-            with self._lock:
-                rows = self._db.execute(f"SELECT {cols} FROM history WHERE source GLOB ? "
-                                        "ORDER BY session DESC, line DESC",
-                                        (pattern,)).fetchall()
-            out: list[Any] = []
-            seen: set = set()
-            for s, ln, src, o in rows:
-                if unique:
-                    if src in seen:
-                        continue
-                    seen.add(src)
-                out.append([s, ln, [src, o]] if output else [s, ln, src])
-                if len(out) >= n:
-                    break
-            return out[::-1]
+            if content.get("unique", False):
+                # The latest line of each distinct source: with max() in an aggregate,
+                # SQLite takes the bare columns from the row holding that max.
+                rows = self._rows(f"SELECT {cols}, max(session * 4294967296 + line) "
+                                  "FROM history WHERE source GLOB ? GROUP BY source "
+                                  "ORDER BY session DESC, line DESC LIMIT ?",
+                                  (pattern, n), output)
+            else:
+                rows = self._rows(f"SELECT {cols} FROM history WHERE source GLOB ? "
+                                  "ORDER BY session DESC, line DESC LIMIT ?",
+                                  (pattern, n), output)
+            return rows[::-1]
         raise ValueError(f"unknown hist_access_type {kind!r}")
 
     def close(self) -> None:

@@ -103,7 +103,8 @@ def _ids(content: dict, key: str = "ids", most: int = MAX_STACK_IDS) -> list[int
     if isinstance(ids, int) and not isinstance(ids, bool):
         ids = [ids]
     if (not isinstance(ids, list) or not ids or len(ids) > most
-            or not all(isinstance(i, int) and not isinstance(i, bool) and i >= 0 for i in ids)):
+            or not all(isinstance(i, int) and not isinstance(i, bool) and 0 <= i < 2**63
+                       for i in ids)):
         raise RequestError(f"{key} must be a GVThread id or a list of 1..{most} ids")
     return ids
 

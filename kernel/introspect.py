@@ -24,6 +24,11 @@ _tm: Any = None
 
 MAX_MATCHES = 1000
 MAX_INSPECT = 20_000
+#: Completion and inspection look at most this many characters before the cursor (and
+#: inspection as many after it): a name is never that long, and a long line costs no more.
+WINDOW = 10_000
+#: is_complete answers "unknown" for longer code rather than tokenising it all.
+MAX_IS_COMPLETE = 1 << 20
 
 
 def _transformer() -> Any:
@@ -59,8 +64,36 @@ def check_complete(code: str) -> tuple[str, Optional[str]]:
     return status, None
 
 
-_TOKEN = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)*\.?$")
 _NAME_AT = re.compile(r"[A-Za-z_][A-Za-z0-9_.]*")
+_WORD = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_")
+_DIGITS = frozenset("0123456789")
+
+
+def token_before(line: str) -> str:
+    """The dotted name (`a.b.c`, or `a.b.` with a trailing dot) that ends `line`, or "".
+
+    A backward scan, linear in the token: a regex search anchored with `$` tries every
+    start position and is quadratic on a long run of word characters.  Same answer
+    as the leftmost match of [A-Za-z_]\\w*(\\.[A-Za-z_]\\w*)*\\.?$ (ASCII)."""
+    i = len(line)
+    while i > 0 and (line[i - 1] in _WORD or line[i - 1] == "."):
+        i -= 1
+    parts = line[i:].split(".")
+    trailing = len(parts) > 1 and parts[-1] == ""
+    last = len(parts) - 2 if trailing else len(parts) - 1
+    best = None
+    for k in range(last, -1, -1):
+        p = parts[k]
+        j = next((n for n, ch in enumerate(p) if ch not in _DIGITS), None)
+        if j is None:  # empty, or all digits: no name starts here or to its left
+            break
+        best = (k, j)
+        if j:  # starts inside this part: cannot extend further left
+            break
+    if best is None:
+        return ""
+    k, j = best
+    return ".".join([parts[k][j:], *parts[k + 1:last + 1]]) + ("." if trailing else "")
 
 
 def _resolve(dotted: str, ns: dict) -> Any:
@@ -80,7 +113,7 @@ def _resolve(dotted: str, ns: dict) -> Any:
 def complete(code: str, cursor_pos: int, ns: dict, magics: list[str]) -> dict:
     """The content of a complete_reply."""
     cursor_pos = max(0, min(len(code), cursor_pos))
-    before = code[:cursor_pos]
+    before = code[max(0, cursor_pos - WINDOW):cursor_pos]
     line = before.rsplit("\n", 1)[-1]
     matches: list[str] = []
     m = re.search(r"%{1,2}([A-Za-z_]\w*)?$", line)
@@ -90,8 +123,7 @@ def complete(code: str, cursor_pos: int, ns: dict, magics: list[str]) -> dict:
         matches = [pct + name for name in magics if name.startswith(prefix)]
         start = cursor_pos - len(m.group(0))
     else:
-        m = _TOKEN.search(line)
-        token = m.group(0) if m else ""
+        token = token_before(line)
         start = cursor_pos - len(token)
         if "." in token:
             base, _, attr = token.rpartition(".")
@@ -116,6 +148,8 @@ def complete(code: str, cursor_pos: int, ns: dict, magics: list[str]) -> dict:
 def name_at(code: str, cursor_pos: int) -> str:
     """The dotted name under (or just before) the cursor."""
     cursor_pos = max(0, min(len(code), cursor_pos))
+    lo = max(0, cursor_pos - WINDOW)
+    code, cursor_pos = code[lo:cursor_pos + WINDOW], cursor_pos - lo
     for m in _NAME_AT.finditer(code):
         if m.start() <= cursor_pos <= m.end():
             return m.group(0).rstrip(".")

@@ -15,8 +15,15 @@ Everything that must stay in order with a request's output goes through the queu
 
 Output is bounded twice: one write over MAX_WRITE characters is cut with a note, and
 when more than MAX_PENDING bytes wait to be sent (a client cannot keep up, or a loop
-prints without end), further stream output is dropped and counted, with one note per
-episode, instead of growing the kernel's memory.
+prints or displays without end), further output (stream, display_data, execute_result,
+error: `send_output`) is dropped and counted, with one note per episode, instead of
+growing the kernel's memory.
+
+User-provided content (display data, results) reaches `send_output` already serialised
+by its producer, on the producer's thread: an object json cannot take is the user's
+error there, and the publisher never runs user code (a repr) nor meets content it cannot
+send.  Whatever still fails to send is logged and noted on stderr; the publisher loop
+never ends but by stop().
 """
 from __future__ import annotations
 
@@ -50,7 +57,7 @@ class IOPub:
         self.session = session
         self.socket = socket
         self._q: Any = _queue.SimpleQueue()
-        self.pending = 0          # bytes of stream text queued; racy, a bound only
+        self.pending = 0          # bytes of output queued; racy, a bound only
         self.dropped_bytes = 0
         self._dropping = False
         self.sent = 0
@@ -67,18 +74,37 @@ class IOPub:
              metadata: Optional[dict] = None) -> None:
         self._q.put(("msg", msg_type, content, parent, metadata))
 
+    def send_output(self, msg_type: str, content: bytes, parent: Optional[dict] = None,
+                    metadata: Optional[dict] = None, keep: bool = False) -> bool:
+        """Queue output whose content is already serialised (Session.serialize takes
+        bytes): counted in `pending` and dropped, as stream output is, when clients
+        fall behind; False if it was dropped.  keep=True (a cell's execute_result or
+        error: one per execute_request, the executor's pace) is counted, never dropped."""
+        if not keep and self._over(len(content), parent, metadata):
+            return False
+        self.pending += len(content)
+        self._q.put(("msg", msg_type, content, parent, metadata, len(content)))
+        return True
+
     def stream(self, name: str, text: str, parent: Optional[dict],
                metadata: Optional[dict]) -> None:
-        if self.pending > MAX_PENDING:
-            self.dropped_bytes += len(text)
-            if not self._dropping:
-                self._dropping = True
-                self._q.put(("stream", "stderr", "\n[gvkernel: output is arriving faster "
-                             "than clients take it; dropping some]\n", parent, metadata))
+        if self._over(len(text), parent, metadata):
             return
         text = truncate(text)
         self.pending += len(text)
         self._q.put(("stream", name, text, parent, metadata))
+
+    def _over(self, size: int, parent: Optional[dict], metadata: Optional[dict]) -> bool:
+        """True (and the output counted as dropped, noted once per episode) when more
+        than MAX_PENDING bytes already wait."""
+        if self.pending <= MAX_PENDING:
+            return False
+        self.dropped_bytes += size
+        if not self._dropping:
+            self._dropping = True
+            self._q.put(("stream", "stderr", "\n[gvkernel: output is arriving faster "
+                         "than clients take it; dropping some]\n", parent, metadata))
+        return True
 
     def status(self, state: str, parent: Optional[dict]) -> None:
         self.send("status", {"execution_state": state}, parent)
@@ -109,17 +135,39 @@ class IOPub:
                 held = None
                 if item is _STOP:
                     return
-                if item[0] == "stream":
-                    held = self._send_stream(item)
-                else:
-                    _, msg_type, content, parent, metadata = item
-                    self._send(msg_type, content, parent, metadata)
-        except zmq.ContextTerminated:
-            return
-        except Exception:  # pragma: no cover - a bug here must not go silent
-            log.exception("iopub publisher failed")
+                try:
+                    if item[0] == "stream":
+                        held = self._send_stream(item)
+                    else:
+                        self._send_item(item)
+                except zmq.ContextTerminated:
+                    return
+                except Exception as e:  # noqa: BLE001 - one bad message must not end it
+                    self._failed(item, e)
         finally:
             self._done.release()
+
+    def _send_item(self, item: tuple) -> None:
+        _, msg_type, content, parent, metadata, *size = item
+        try:
+            self._send(msg_type, content, parent, metadata)
+        finally:
+            if size:
+                self.pending -= size[0]
+                if self.pending < MAX_PENDING // 2:
+                    self._dropping = False
+
+    def _failed(self, item: tuple, e: Exception) -> None:
+        """Log a message that could not be sent, and say so on the request's stderr."""
+        log.error("iopub: cannot send a %s message: %s: %s", item[1] if item[0] == "msg"
+                  else "stream", type(e).__name__, e, exc_info=True)
+        parent = item[3] if len(item) > 3 else None
+        try:
+            self._send("stream", {"name": "stderr", "text": (
+                f"\n[gvkernel: a {item[1] if item[0] == 'msg' else 'stream'} message could "
+                f"not be published: {type(e).__name__}]\n")}, parent, None)
+        except Exception:  # noqa: BLE001 - the log line above is what is left
+            pass
 
     def _send_stream(self, first: tuple) -> Optional[tuple]:
         """Send `first` merged with the stream items queued right behind it; return the

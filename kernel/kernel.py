@@ -43,13 +43,19 @@ from gvkernel import inspection, introspect
 from gvkernel.history import History
 from gvkernel.iopub import IOPub, truncate
 from gvkernel.protocol import GV_PROTOCOL_VERSION
-from gvkernel.session import MessageError, Session
+from gvkernel.session import MessageError, Session, dumps
 
 log = logging.getLogger("gvkernel")
 
 KERNEL_VERSION = "0.1.0"
 _HERE = os.path.dirname(os.path.abspath(__file__))
 MAX_REPR = 1 << 20
+#: How long complete/inspect wait for the GVThread that looks at user objects.
+INTROSPECT_TIMEOUT = 1.0
+#: Cells whose source stays in linecache (for tracebacks); older ones are dropped.
+MAX_CELL_SOURCES = 1000
+#: A cell longer than this (characters) is not kept compiled for a rerun.
+MAX_CACHED_SOURCE = 1 << 20
 
 
 # The request a GVThread's output belongs to, inherited by the GVThreads it spawns
@@ -172,13 +178,39 @@ def mime_bundle(obj: Any) -> dict:
     return data
 
 
+def _type_name(obj: Any) -> str:
+    """The name of obj's type, without running user code (a metaclass may define
+    __name__ as a property; type.__dict__'s descriptor is the C one)."""
+    try:
+        return str(type.__dict__["__name__"].__get__(type(obj)))
+    except BaseException:  # noqa: B036 - cannot happen for real types; be safe anyway
+        return "object"
+
+
+def safe_str(obj: Any) -> str:
+    """str(obj), or `<unprintable T>` if its __str__ raises anything (BaseException
+    included: a user's __str__ may raise SystemExit or recurse)."""
+    try:
+        s = str(obj)
+        return s if type(s) is str else f"<unprintable {_type_name(obj)}>"
+    except BaseException:  # noqa: B036 - user code must not end the kernel
+        return f"<unprintable {_type_name(obj)}>"
+
+
 def format_exception(exc: BaseException) -> tuple[str, str, list[str]]:
-    """(ename, evalue, traceback lines) with the kernel's own frames left out."""
-    tb = exc.__traceback__
-    while tb is not None and tb.tb_frame.f_code.co_filename.startswith(_HERE):
-        tb = tb.tb_next
-    lines = traceback.format_exception(type(exc), exc, tb)
-    return type(exc).__name__, str(exc), [truncate("".join(lines), MAX_REPR).rstrip("\n")]
+    """(ename, evalue, traceback lines) with the kernel's own frames left out.  Never
+    raises: the exception is the user's, and its __str__, __notes__ or traceback may
+    raise anything; what cannot be formatted shows as `<unprintable T>`."""
+    ename = _type_name(exc)
+    evalue = safe_str(exc)
+    try:
+        tb = exc.__traceback__
+        while tb is not None and tb.tb_frame.f_code.co_filename.startswith(_HERE):
+            tb = tb.tb_next
+        text = "".join(traceback.format_exception(type(exc), exc, tb))
+    except BaseException:  # noqa: B036 - user code must not end the kernel
+        text = f"{ename}: {evalue}"
+    return ename, evalue, [truncate(text, MAX_REPR).rstrip("\n")]
 
 
 class Kernel:
@@ -206,6 +238,20 @@ class Kernel:
         self.foreground_ctx: Optional[_Ctx] = None
         self.interrupted = False
         self._exec_q: Any = _queue.SimpleQueue()
+        # Which OS thread owns which socket (see reply()): filled in as the threads start.
+        self._owner: dict[str, int] = {}
+        self._executor_ident: Optional[int] = None
+        self._pushes: dict[str, zmq.Socket] = {}  # the executor's own
+        # An execute_request taken off the queue whose GVThread is not yet spawned
+        # (compiling) and an interrupt that arrived meanwhile: see interrupt().
+        self._fg_lock = _thread.allocate_lock()
+        self._cell_pending = False
+        self._pending_interrupt = False
+        # Background GVThreads spawned but not yet started, by id: one cancelled
+        # before it starts never runs its function, so _reap_unstarted reports it.
+        self._unstarted: dict[int, tuple] = {}
+        # Filenames of the cells in linecache, oldest first (bounded: MAX_CELL_SOURCES).
+        self._cell_files: collections.OrderedDict[str, None] = collections.OrderedDict()
         self._stdin_lock = _thread.allocate_lock()
         # The pending input()'s abort flag: a new one-item list per call (raw_input).
         self._stdin_abort: list[bool] = [False]
@@ -278,6 +324,19 @@ class Kernel:
             else:
                 port = sock.bind_to_random_port(f"tcp://{ip}")
             self.info[name] = port
+        # The way back for replies sent by the executor thread (see reply()): one
+        # inproc PULL per ROUTER loop, bound here and then used only by that loop's
+        # thread (starting the thread is the memory barrier zmq asks for a socket
+        # that changes threads); the executor's PUSH ends are its own (_push).
+        self._reply_addr: dict[str, str] = {}
+        self._reply_pull: dict[str, zmq.Socket] = {}
+        for channel in ("shell", "control"):
+            pull = self.ctx.socket(zmq.PULL)
+            pull.linger = 0
+            addr = f"inproc://gvkernel-{id(self):x}-{channel}-replies"
+            pull.bind(addr)
+            self._reply_addr[channel] = addr
+            self._reply_pull[channel] = pull
 
     # -- lifecycle ---------------------------------------------------------
     def start(self) -> None:
@@ -320,12 +379,34 @@ class Kernel:
 
     # -- the request loop ----------------------------------------------------
     def _serve(self, sock: zmq.Socket, channel: str) -> None:
+        """The loop of one ROUTER socket (shell or control), on the thread that owns it:
+        only this thread touches `sock` (libzmq sockets are not thread-safe: a ROUTER
+        sent on by two threads at once aborts the process in router.cpp).  Replies
+        composed elsewhere (the executor's execute_replies) arrive on this loop's inproc
+        PULL and are sent from here.  Nothing a message holds may end the loop."""
+        pull = self._reply_pull[channel]
+        self._owner[channel] = _thread.get_ident()
         poller = zmq.Poller()
         poller.register(sock, zmq.POLLIN)
+        poller.register(pull, zmq.POLLIN)
+        reap_at = 0.0
         while not self._stop.is_set():
+            if channel == "shell" and time.monotonic() >= reap_at:
+                reap_at = time.monotonic() + 0.1
+                self._reap_unstarted()
             try:
-                if not poller.poll(100):
-                    continue
+                ready = dict(poller.poll(100))
+            except zmq.ZMQError as e:
+                if self._stop.is_set():
+                    return
+                log.error("%s socket: %s", channel, e)
+                time.sleep(0.05)
+                continue
+            if pull in ready:
+                self._forward_replies(pull, sock, channel)
+            if sock not in ready:
+                continue
+            try:
                 frames = sock.recv_multipart(zmq.NOBLOCK)
             except zmq.Again:
                 continue
@@ -337,11 +418,26 @@ class Kernel:
                 continue
             try:
                 idents, msg = self.session.deserialize(frames)
+                self.dispatch(sock, channel, idents, msg)
             except MessageError:
                 continue
-            self.dispatch(sock, channel, idents, msg)
+            except BaseException:  # noqa: B036 - the loop outlives any one message
+                # logging's handler holds the real stderr (app.py), not OutStream.
+                log.exception("%s loop: a message could not be handled", channel)
+
+    def _forward_replies(self, pull: zmq.Socket, sock: zmq.Socket, channel: str) -> None:
+        while True:
+            try:
+                frames = pull.recv_multipart(zmq.NOBLOCK)
+            except zmq.Again:
+                return
+            try:
+                sock.send_multipart(frames)
+            except zmq.ZMQError as e:
+                log.error("%s socket: cannot send a reply: %s", channel, e)
 
     def dispatch(self, sock: zmq.Socket, channel: str, idents: list, msg: dict) -> None:
+        """Answer one request, on the thread of its socket's loop."""
         msg_type = msg["msg_type"]
         handler = self.handlers.get(msg_type)
         msg["_socket"] = sock
@@ -364,7 +460,11 @@ class Kernel:
             status("busy", msg["header"])
         try:
             handler(msg_type, idents, msg)
-        except Exception as e:
+        except inspection.RequestError as e:  # a bad request, not a kernel bug
+            log.debug("bad %s: %s", msg_type, e)
+            self.reply(msg, idents, _reply_type(msg_type), {
+                "status": "error", "ename": "BadRequest", "evalue": str(e), "traceback": []})
+        except BaseException as e:  # noqa: B036 - nothing may end the loop
             log.exception("handling %s", msg_type)
             ename, evalue, tb = format_exception(e)
             self.reply(msg, idents, _reply_type(msg_type), {
@@ -375,11 +475,41 @@ class Kernel:
 
     def reply(self, msg: dict, idents: list, msg_type: str, content: dict,
               metadata: Optional[dict] = None) -> None:
-        frames = self.session.serialize(msg_type, content, msg["header"], metadata, idents)
+        """Answer msg on the socket it came in on.  Only the thread of that socket's
+        loop sends on it; the executor hands its frames to that loop through its inproc
+        PUSH (see _serve)."""
         try:
-            msg["_socket"].send_multipart(frames)
+            frames = self.session.serialize(msg_type, content, msg["header"], metadata,
+                                            idents)
+        except Exception as e:  # noqa: BLE001 - content json cannot take: still answer
+            log.exception("cannot serialise %s", msg_type)
+            frames = self.session.serialize(msg_type, {
+                "status": "error", "ename": "SerializationError",
+                "evalue": f"the reply could not be serialised: {type(e).__name__}",
+                "traceback": []}, msg["header"], None, idents)
+        channel = msg["_channel"]
+        me = _thread.get_ident()
+        try:
+            if me == self._owner.get(channel):
+                msg["_socket"].send_multipart(frames)
+            elif me == self._executor_ident:
+                self._push(channel).send_multipart(frames)
+            else:  # a bug: it would race the loop on the socket
+                log.error("%s for %s dropped: sent from a thread that owns no socket",
+                          msg_type, channel)
         except zmq.ZMQError as e:
             log.error("cannot send %s: %s", msg_type, e)
+
+    def _push(self, channel: str) -> zmq.Socket:
+        """The executor's PUSH end towards `channel`'s loop (executor thread only)."""
+        push = self._pushes.get(channel)
+        if push is None:
+            push = self.ctx.socket(zmq.PUSH)
+            push.linger = 0
+            push.sndhwm = 0  # never block the executor on a busy loop
+            push.connect(self._reply_addr[channel])
+            self._pushes[channel] = push
+        return push
 
     # -- simple requests -----------------------------------------------------
     def kernel_info(self, msg_type: str, idents: list, msg: dict) -> None:
@@ -400,29 +530,69 @@ class Kernel:
             "gvthread": {"protocol_version": GV_PROTOCOL_VERSION,
                          "workers": self.runtime.workers}})
 
-    def complete(self, msg_type: str, idents: list, msg: dict) -> None:
+    @staticmethod
+    def _code_and_cursor(msg: dict) -> tuple[str, int]:
         c = msg["content"]
         code = c.get("code", "")
+        if not isinstance(code, str):
+            raise inspection.RequestError(f"{msg['msg_type']} needs code (a string)")
         pos = c.get("cursor_pos", len(code))
-        if not isinstance(code, str) or not isinstance(pos, int):
-            raise ValueError("complete_request needs code (str) and cursor_pos (int)")
-        self.reply(msg, idents, "complete_reply",
-                   introspect.complete(code, pos, self.user_ns, self.magics.names()))
+        if not isinstance(pos, int) or isinstance(pos, bool):
+            raise inspection.RequestError(f"{msg['msg_type']} needs cursor_pos (an int)")
+        return code, pos
+
+    def _introspect(self, fn: Callable[..., dict], *args: Any, fallback: dict) -> dict:
+        """fn(*args) in a GVThread of the kernel's runtime, joined for at most
+        INTROSPECT_TIMEOUT s: completion and inspection reach user code (a property,
+        __repr__, __dir__, __getattr__), which must neither hang nor end the thread
+        that serves requests.  On a timeout the GVThread is cancelled (user code in C
+        may not notice; the loop answers anyway) and `fallback` is the answer."""
+        def guarded() -> dict:
+            try:
+                return fn(*args)
+            except BaseException as e:  # noqa: B036 - user code, answered as nothing found
+                log.debug("introspection: %s", safe_str(e))
+                return fallback
+        try:
+            h = self.runtime.spawn(guarded, name="gvkernel-introspect",
+                                   priority=gvthread.Priority.HIGH)
+        except Exception as e:  # noqa: BLE001 - a full runtime: answer without
+            log.debug("introspection not started: %s", e)
+            return fallback
+        try:
+            return h.join(INTROSPECT_TIMEOUT)
+        except TimeoutError:
+            h.cancel()
+            log.debug("introspection timed out")
+            return dict(fallback, metadata={"gvkernel": "(timed out)"})
+        except BaseException as e:  # noqa: B036 - Cancelled by a runtime shutdown, ...
+            log.debug("introspection failed: %s", safe_str(e))
+            return fallback
+
+    def complete(self, msg_type: str, idents: list, msg: dict) -> None:
+        code, pos = self._code_and_cursor(msg)
+        pos = max(0, min(len(code), pos))
+        empty = {"status": "ok", "matches": [], "cursor_start": pos, "cursor_end": pos,
+                 "metadata": {}}
+        self.reply(msg, idents, "complete_reply", self._introspect(
+            introspect.complete, code, pos, self.user_ns, self.magics.names(),
+            fallback=empty))
 
     def inspect(self, msg_type: str, idents: list, msg: dict) -> None:
-        c = msg["content"]
-        code = c.get("code", "")
-        pos = c.get("cursor_pos", len(code))
-        if not isinstance(code, str) or not isinstance(pos, int):
-            raise ValueError("inspect_request needs code (str) and cursor_pos (int)")
-        detail = c.get("detail_level", 0)
-        self.reply(msg, idents, "inspect_reply",
-                   introspect.inspect_request(code, pos, 1 if detail else 0, self.user_ns))
+        code, pos = self._code_and_cursor(msg)
+        detail = msg["content"].get("detail_level", 0)
+        nothing = {"status": "ok", "found": False, "data": {}, "metadata": {}}
+        self.reply(msg, idents, "inspect_reply", self._introspect(
+            introspect.inspect_request, code, pos, 1 if detail else 0, self.user_ns,
+            fallback=nothing))
 
     def is_complete(self, msg_type: str, idents: list, msg: dict) -> None:
         code = msg["content"].get("code", "")
         if not isinstance(code, str):
-            raise ValueError("is_complete_request needs code (str)")
+            raise inspection.RequestError("is_complete_request needs code (a string)")
+        if len(code) > introspect.MAX_IS_COMPLETE:
+            self.reply(msg, idents, "is_complete_reply", {"status": "unknown"})
+            return
         status, indent = introspect.check_complete(code)
         content: dict[str, Any] = {"status": status}
         if indent is not None:
@@ -430,8 +600,11 @@ class Kernel:
         self.reply(msg, idents, "is_complete_reply", content)
 
     def history_request(self, msg_type: str, idents: list, msg: dict) -> None:
-        self.reply(msg, idents, "history_reply",
-                   {"status": "ok", "history": self.history.request(msg["content"])})
+        try:
+            rows = self.history.request(msg["content"])
+        except ValueError as e:  # an unknown hist_access_type: the client's
+            raise inspection.RequestError(str(e)) from None
+        self.reply(msg, idents, "history_reply", {"status": "ok", "history": rows})
 
     def comm_info(self, msg_type: str, idents: list, msg: dict) -> None:
         self.reply(msg, idents, "comm_info_reply", {"status": "ok", "comms": {}})
@@ -453,7 +626,14 @@ class Kernel:
         are left alone."""
         self.interrupted = True
         self._stdin_abort[0] = True
-        fg = self.foreground
+        # Under _fg_lock with run_foreground's spawn: a cell taken off the queue but not
+        # yet spawned (compiling: the first IPython-syntax cell takes ~0.5 s) is marked
+        # and reports KeyboardInterrupt instead of running.  The lock is held only for
+        # a spawn; the SIGINT handler (main thread) may wait for it that long.
+        with self._fg_lock:
+            fg = self.foreground
+            if fg is None and self._cell_pending:
+                self._pending_interrupt = True
         if fg is not None:
             fg.cancel()
 
@@ -557,10 +737,15 @@ class Kernel:
             md = dict(metadata or {})
             if meta:
                 md.update(meta)
+            # Serialised here, in the caller's GVThread: what json cannot take (a dict
+            # with non-str keys) is the caller's error, not the publisher's.
+            try:
+                content = dumps({"data": data, "metadata": md, "transient": {}})
+            except (TypeError, ValueError) as e:
+                raise TypeError(f"display: this data cannot be sent as JSON: {e}") from None
             # Tagged in the message's metadata, as stream output is (the GVThread that
             # displayed it), as well as in the display metadata.
-            self.iopub.send("display_data", {"data": data, "metadata": md, "transient": {}},
-                            parent, meta)
+            self.iopub.send_output("display_data", content, parent, meta)
 
     def raw_input(self, prompt: str = "", password: bool = False) -> str:
         ctx = self.foreground_ctx
@@ -605,28 +790,38 @@ class Kernel:
         self._exec_q.put((idents, msg))
 
     def _executor(self) -> None:
+        self._executor_ident = _thread.get_ident()
         while not self._stop.is_set():
             idents, msg = self._exec_q.get()
             if msg is None:
                 return
-            self.iopub.status("busy", msg["header"])
+            with self._fg_lock:
+                self._cell_pending = True
+                self._pending_interrupt = False
             try:
+                self.iopub.status("busy", msg["header"])
                 self.execute(idents, msg)
-            except Exception as e:
+            except BaseException:  # noqa: B036 - the executor outlives any one cell
+                # A kernel bug, or user code reached outside a GVThread: log it, and
+                # answer without touching the user's objects again.
                 log.exception("execute_request")
-                ename, evalue, tb = format_exception(e)
-                self.reply(msg, idents, "execute_reply", {
-                    "status": "error", "ename": ename, "evalue": evalue, "traceback": tb,
-                    "execution_count": self.execution_count})
+                try:
+                    self.reply(msg, idents, "execute_reply", {
+                        "status": "error", "ename": "KernelError",
+                        "evalue": "the kernel failed to run this request (see its log)",
+                        "traceback": [], "execution_count": self.execution_count})
+                except BaseException:  # noqa: B036
+                    log.exception("execute_reply")
             finally:
+                with self._fg_lock:
+                    self._cell_pending = False
                 self.iopub.status("idle", msg["header"])
 
     def compile_cell(self, code: str, filename: str) -> tuple[Any, Any]:
         """(code object of the statements, code object of a trailing expression or None).
         Both are compiled with gvthread.compile, so loops in them can be preempted."""
         source = introspect.transform_cell(code)
-        lines = source.splitlines(keepends=True)
-        linecache.cache[filename] = (len(source), None, lines, filename)
+        self._remember_source(filename, source)
         tree = ast.parse(source, filename, "exec")
         expr = None
         if tree.body and isinstance(tree.body[-1], ast.Expr):
@@ -635,27 +830,52 @@ class Kernel:
         body = gvthread.compile(tree, filename, "exec")
         return body, expr
 
+    def _remember_source(self, filename: str, source: str) -> None:
+        """Put a cell's source in linecache (for tracebacks and gv_stack), keeping the
+        entries of the last MAX_CELL_SOURCES cells only; <gvspawn-N> entries are dropped
+        when their GVThread ends (_background)."""
+        linecache.cache[filename] = (len(source), None, source.splitlines(keepends=True),
+                                     filename)
+        if filename.startswith("<cell-"):
+            self._cell_files[filename] = None
+            self._cell_files.move_to_end(filename)
+            while len(self._cell_files) > MAX_CELL_SOURCES:
+                old, _ = self._cell_files.popitem(last=False)
+                linecache.cache.pop(old, None)
+
     def _compile_cached(self, code: str, filename: str) -> tuple[Any, Any]:
         """compile_cell, remembering the last cells run: a cell run again (a loop of
         `1+1` from a client, a notebook rerun) skips parsing and instrumenting. A hit
         keeps the filename of its first run, whose linecache entry holds the same
-        source, so tracebacks still show the right lines."""
+        source (renewed here, as its cell is one of the last run), so tracebacks still
+        show the right lines.  A cell over MAX_CACHED_SOURCE characters is not kept."""
         hit = self._compiled.get(code)
         if hit is not None:
             self._compiled.move_to_end(code)
-            return hit
+            first = hit[2]
+            if first in self._cell_files:
+                self._cell_files.move_to_end(first)
+            else:
+                self._remember_source(first, introspect.transform_cell(code))
+            return hit[:2]
         compiled = self.compile_cell(code, filename)
-        self._compiled[code] = compiled
-        if len(self._compiled) > 256:
-            self._compiled.popitem(last=False)
+        if len(code) <= MAX_CACHED_SOURCE:
+            self._compiled[code] = (*compiled, filename)
+            if len(self._compiled) > 256:
+                self._compiled.popitem(last=False)
         return compiled
 
     def execute(self, idents: list, msg: dict) -> None:
         c = msg["content"]
         parent = msg["header"]
         code = c.get("code", "")
-        if not isinstance(code, str):
-            raise TypeError("execute_request: code must be a string")
+        if not isinstance(code, str):  # the client's error, not the kernel's
+            self.reply(msg, idents, "execute_reply", {
+                "status": "error", "ename": "BadRequest",
+                "evalue": "execute_request: code must be a string", "traceback": [],
+                "execution_count": self.execution_count, "user_expressions": {},
+                "payload": []})
+            return
         silent = bool(c.get("silent", False))
         store = bool(c.get("store_history", not silent)) and not silent
         n = self.execution_count
@@ -675,23 +895,21 @@ class Kernel:
         except (SyntaxError, ValueError, OverflowError, MemoryError, RecursionError) as e:
             result: tuple = ("error", *format_exception(e))
         else:
-            result = self.run_foreground(body, expr, parent, idents, c, store, n)
+            result = self.run_foreground(body, expr, parent, idents, c, store, n, silent)
         if result[0] == "ok":
-            data = result[1]
-            if data is not None and not silent:
-                self.iopub.send("execute_result", {"execution_count": n, "data": data,
-                                                   "metadata": {}}, parent)
-            user_expr = self.user_expressions(c.get("user_expressions"))
+            _, content, user_expr, gid = result
+            if content is not None:  # the execute_result, serialised by the cell
+                self.iopub.send_output("execute_result", content, parent, keep=True)
             payload = [{"source": "ask_exit", "keepkernel": True}] if self._ask_exit else []
             self._ask_exit = False
             self.reply(msg, idents, "execute_reply", {
                 "status": "ok", "execution_count": n, "user_expressions": user_expr,
-                "payload": payload}, {"gvthread": {"id": result[2]}})
+                "payload": payload}, {"gvthread": {"id": gid}})
             return
         _, ename, evalue, tb = result[:4]
         if not silent:
-            self.iopub.send("error", {"ename": ename, "evalue": evalue, "traceback": tb},
-                            parent)
+            self.iopub.send_output("error", dumps({"ename": ename, "evalue": evalue,
+                                                   "traceback": tb}), parent, keep=True)
         if c.get("stop_on_error", True):
             self._abort_queued()
         self.reply(msg, idents, "execute_reply", {
@@ -712,9 +930,12 @@ class Kernel:
             self.iopub.status("busy", msg["header"])
             self.reply(msg, idents, "execute_reply", {"status": "aborted",
                                                       "execution_count": self.execution_count})
-            self.iopub.status("idle", msg["header"])
+            self.iopub.status("idle", msg["header"])  # (reply() routes through _push)
 
     def user_expressions(self, exprs: Any) -> dict:
+        """Evaluate an execute_request's user_expressions; called in the cell's GVThread
+        (run_foreground), so they are interruptible and cannot hang the executor.  Each
+        value is checked to serialise, so the reply always can."""
         out: dict[str, Any] = {}
         if not isinstance(exprs, dict):
             return out
@@ -722,35 +943,44 @@ class Kernel:
             try:
                 value = eval(builtins.compile(str(src), "<user_expression>", "eval"),
                              self.user_ns)
-                out[key] = {"status": "ok", "data": mime_bundle(value), "metadata": {}}
-            except Exception as e:
+                entry = {"status": "ok", "data": mime_bundle(value), "metadata": {}}
+                dumps(entry)
+            except BaseException as e:  # noqa: B036 - user code must not end the kernel
+                if isinstance(e, gvthread.Cancelled):
+                    raise
                 ename, evalue, tb = format_exception(e)
-                out[key] = {"status": "error", "ename": ename, "evalue": evalue,
-                            "traceback": tb}
+                entry = {"status": "error", "ename": ename, "evalue": evalue,
+                         "traceback": tb}
+            out[str(key)] = entry
         return out
 
     def run_foreground(self, body: Any, expr: Any, parent: dict, idents: list, content: dict,
-                       store: bool, n: int) -> tuple:
+                       store: bool, n: int, silent: bool = False) -> tuple:
+        """Run a compiled cell as a GVThread and join it: ("ok", execute_result content
+        as bytes or None, user_expressions, GVThread id) or ("error", ename, evalue,
+        traceback).  Everything that touches user objects (the value's repr and its
+        serialisation, user_expressions) happens in the GVThread."""
         ns = self.user_ns
 
         ctx = _Ctx(parent, 0, "", idents if content.get("allow_stdin") else None)
+        exprs = content.get("user_expressions")
 
         def cell() -> tuple:
             _output_ctx.set(ctx)
             try:
                 exec(body, ns)
-                if expr is None:
-                    return ("ok", None)
-                value = eval(expr, ns)
+                out = None
+                value = eval(expr, ns) if expr is not None else None
                 if getattr(value, "__func__", None) is Kernel._no_exit:
                     # bare `exit`: ask the client to leave (it keeps the kernel running)
                     self._ask_exit = True
-                    return ("ok", None)
-                if value is None:
-                    return ("ok", None)
-                if store:
-                    self._store_output(n, value)
-                return ("ok", mime_bundle(value))
+                elif value is not None:
+                    if store:
+                        self._store_output(n, value)
+                    if not silent:
+                        out = dumps({"execution_count": n, "data": mime_bundle(value),
+                                     "metadata": {}})
+                return ("ok", out, self.user_expressions(exprs))
             except gvthread.Cancelled as e:
                 if self.interrupted:
                     ki = KeyboardInterrupt()
@@ -760,14 +990,17 @@ class Kernel:
             except BaseException as e:  # noqa: B036 - user code must not end the kernel
                 return ("error", *format_exception(e))
 
-        try:
-            h = self.runtime.spawn(cell, name=f"cell-{n}")
-        except Exception as e:
-            return ("error", *format_exception(e))
-        ctx.metadata = {"gvthread": {"id": h.id, "name": h.name}}
-        self.contexts[h.id] = ctx
-        self.foreground_ctx = ctx
-        self.foreground = h
+        with self._fg_lock:  # see interrupt()
+            if self._pending_interrupt:
+                return ("error", *format_exception(KeyboardInterrupt()))
+            try:
+                h = self.runtime.spawn(cell, name=f"cell-{n}")
+            except Exception as e:
+                return ("error", *format_exception(e))
+            ctx.metadata = {"gvthread": {"id": h.id, "name": h.name}}
+            self.contexts[h.id] = ctx
+            self.foreground_ctx = ctx
+            self.foreground = h
         try:
             while True:
                 try:
@@ -814,18 +1047,50 @@ class Kernel:
         box: dict[str, Any] = {}
 
         def wrapper() -> Any:
-            started.wait()
-            _output_ctx.set(box["ctx"])
-            return self._background(task, box["ctx"])
+            try:
+                started.wait()
+            except BaseException:  # noqa: B036 - cancelled before spawn_background ended
+                ctx = box.get("ctx")
+                if ctx is not None and self._unstarted.pop(ctx.metadata["gvthread"]["id"],
+                                                           None):
+                    self._exit_unstarted(ctx, filename)
+                raise
+            ctx = box["ctx"]
+            # From here this GVThread reports its own end (not _reap_unstarted).
+            self._unstarted.pop(ctx.metadata["gvthread"]["id"], None)
+            _output_ctx.set(ctx)
+            return self._background(task, ctx, filename)
 
         h = self.runtime.spawn(wrapper, name=name, priority=prio)
         ctx = _Ctx(parent, h.id, h.name)
         box["ctx"] = ctx
         self.contexts[h.id] = ctx
+        self._unstarted[h.id] = (h, ctx, filename)
         started.set()
         return h
 
-    def _background(self, task: Callable[[], Any], ctx: _Ctx) -> Any:
+    def _reap_unstarted(self) -> None:
+        """Report the background GVThreads that ended without running (cancelled before
+        they started: the runtime then never calls their function): their exit event,
+        and their contexts and linecache entries dropped.  Called by the shell loop
+        every 100 ms; the dict holds only GVThreads not yet started, usually none."""
+        if not self._unstarted:
+            return
+        for gid, (h, ctx, filename) in list(self._unstarted.items()):
+            if h.done() and self._unstarted.pop(gid, None) is not None:
+                self._exit_unstarted(ctx, filename)
+
+    def _exit_unstarted(self, ctx: _Ctx, filename: str) -> None:
+        gv = dict(ctx.metadata["gvthread"])
+        gv.update(event="exit", status="cancelled", ename="Cancelled",
+                  evalue="cancelled before it started")
+        self.contexts.pop(gv["id"], None)
+        linecache.cache.pop(filename, None)
+        self.iopub.send("stream", {"name": "stderr", "text": (
+            f"[GVThread {gv['id']} ({gv['name']}) cancelled before it started]\n")},
+            ctx.parent, {"gvthread": gv})
+
+    def _background(self, task: Callable[[], Any], ctx: _Ctx, filename: str) -> Any:
         gv = dict(ctx.metadata["gvthread"])
         try:
             value = task()
@@ -840,7 +1105,12 @@ class Kernel:
                 raise
             return None
         else:
-            result = None if value is None else truncate(repr(value), 4096)
+            try:
+                result = None if value is None else truncate(repr(value), 4096)
+                if type(result) not in (str, type(None)):
+                    raise TypeError("__repr__ returned non-string")
+            except BaseException as e:  # noqa: B036 - the value's repr is user code
+                result = f"<unprintable {_type_name(value)}: {_type_name(e)}>"
             gv.update(event="exit", status="ok", result=result)
             text = f"[GVThread {gv['id']} ({gv['name']}) finished" + (
                 f": {result}]\n" if result is not None else "]\n")
@@ -849,3 +1119,4 @@ class Kernel:
             return value
         finally:
             self.contexts.pop(gv["id"], None)
+            linecache.cache.pop(filename, None)

@@ -97,12 +97,15 @@ class Session:
         return {"msg_id": uuid.uuid4().hex, "msg_type": msg_type, "session": self.session_id,
                 "username": self.username, "date": now(), "version": PROTOCOL_VERSION}
 
-    def serialize(self, msg_type: str, content: dict, parent: Optional[dict] = None,
-                  metadata: Optional[dict] = None, idents: Optional[list[bytes]] = None,
+    def serialize(self, msg_type: str, content: Any, parent: Optional[dict] = None,
+                  metadata: Any = None, idents: Optional[list[bytes]] = None,
                   buffers: Optional[list[bytes]] = None) -> list[bytes]:
-        """The frames of a message, ready for send_multipart."""
-        body = [dumps(self.header(msg_type)), dumps(parent or {}), dumps(metadata or {}),
-                dumps(content)]
+        """The frames of a message, ready for send_multipart.  `content` and `metadata`
+        may be bytes already serialised with dumps() (by the producer of user-provided
+        data, so that what cannot be serialised fails there, not in the publisher)."""
+        body = [dumps(self.header(msg_type)), dumps(parent or {}),
+                metadata if isinstance(metadata, bytes) else dumps(metadata or {}),
+                content if isinstance(content, bytes) else dumps(content)]
         return [*(idents or []), DELIM, self.sign(body), *body, *(buffers or [])]
 
     # -- incoming --------------------------------------------------------
@@ -143,8 +146,11 @@ class Session:
                     self._seen.discard(self._seen_order.popleft())
         try:
             header, parent, metadata, content = (json.loads(b) for b in body)
-        except (ValueError, UnicodeDecodeError) as e:
-            raise MessageError("malformed", f"bad JSON: {e}") from None
+        except Exception as e:  # noqa: BLE001 - ValueError, and RecursionError on deep
+            # nesting (a signed message can nest 100,000 levels): whatever the parser
+            # raises, the message is refused, never the loop that read it.
+            raise MessageError("malformed", f"bad JSON: {type(e).__name__}: "
+                               f"{str(e)[:200]}") from None
         if not all(isinstance(x, dict) for x in (header, parent, metadata, content)):
             raise MessageError("malformed", "header, parent, metadata and content must be objects")
         msg_type = header.get("msg_type")

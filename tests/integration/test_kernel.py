@@ -553,6 +553,265 @@ def test_background_printing_100k_lines(kernel):
     assert_alive(kernel)
 
 
+
+# -- review regressions: threads, sockets, user code on the loops ---------------------------
+
+def test_executor_replies_do_not_race_the_shell_loop(kernel):
+    """Silent execute_requests (answered by the executor) and kernel_info_requests
+    (answered by the shell loop), 50 in flight on each of two DEALERs: both threads
+    used to send on the shell ROUTER, and libzmq aborted (router.cpp !_current_out)."""
+    import threading
+
+    import zmq
+    info = kernel.kc.get_connection_info()
+    ctx = zmq.Context()
+    n = 1500
+    res = {}
+
+    def client(kind):
+        s = ctx.socket(zmq.DEALER)
+        s.linger = 0
+        s.connect(f"tcp://127.0.0.1:{info['shell_port']}")
+        sent = got = 0
+        deadline = time.monotonic() + 30
+        try:
+            while got < n and time.monotonic() < deadline:
+                while sent - got < 50 and sent < n:
+                    if kind == "exec":
+                        kernel.kc.session.send(s, "execute_request", {
+                            "code": "pass", "silent": True, "store_history": False})
+                    else:
+                        kernel.kc.session.send(s, "kernel_info_request", {})
+                    sent += 1
+                if not s.poll(5000):
+                    break
+                s.recv_multipart()
+                got += 1
+        finally:
+            res[kind] = got
+            s.close()
+
+    ts = [threading.Thread(target=client, args=(k,)) for k in ("exec", "info")]
+    for t in ts:
+        t.start()
+    for t in ts:
+        t.join()
+    ctx.term()
+    assert kernel.proc.poll() is None, kernel.log()
+    assert res == {"exec": n, "info": n}, res
+    kernel.drain_iopub()
+    assert_alive(kernel)
+
+
+def _send_raw(k, channel, msg_type, content_bytes):
+    """A validly signed message whose content frame is content_bytes."""
+    import json
+    s = k.kc.session
+    msg = s.msg(msg_type, {})
+    hdr = json.dumps(msg["header"], default=str).encode()
+    sig = s.sign([hdr, b"{}", b"{}", content_bytes])
+    chan = k.kc.shell_channel if channel == "shell" else k.kc.control_channel
+    chan.socket.send_multipart([b"<IDS|MSG>", sig, hdr, b"{}", b"{}", content_bytes])
+
+
+@pytest.mark.parametrize("channel", ["shell", "control"])
+def test_deeply_nested_json_is_dropped_not_fatal(kernel, channel):
+    _send_raw(kernel, channel, "kernel_info_request",
+              b'{"a":' + b"[" * 100_000 + b"]" * 100_000 + b"}")
+    time.sleep(0.2)
+    assert_alive(kernel)
+    r, _ = kernel.call("gv_stats_request", channel=channel)
+    assert r["content"]["status"] == "ok"
+    assert "RecursionError" in kernel.log()  # dropped and counted, with a warning
+
+
+def test_exception_whose_str_raises(kernel):
+    code = ("class StrBoom(Exception):\n"
+            "    def __str__(self):\n"
+            "        raise StrBoom()\n"
+            "raise StrBoom()")
+    reply, msgs = kernel.execute(code)
+    assert reply["content"]["status"] == "error"
+    assert reply["content"]["ename"] == "StrBoom"
+    assert "unprintable" in reply["content"]["evalue"]
+    assert by_type(msgs, "error")
+    _, msgs = kernel.execute_ok("'executor still here'")
+    assert result_text(msgs) == "'executor still here'"
+
+
+def test_introspection_of_hostile_objects(kernel):
+    kernel.execute_ok("class HostileA:\n"
+                      "    @property\n"
+                      "    def boom(self):\n"
+                      "        raise SystemExit(3)\n"
+                      "hostile_a = HostileA()\n"
+                      "class HostileB:\n"
+                      "    def __repr__(self):\n"
+                      "        while True: pass\n"
+                      "hostile_b = HostileB()\n"
+                      "import gvthread\n"
+                      "hostile_ch = gvthread.Channel(4)\n"
+                      "hostile_ch.send(hostile_b)\n"
+                      "hostile_ch.send((1, 'two', [3.0]))\n"
+                      "hostile_ch.id")
+    # a property raising SystemExit while completing: nothing matches, nothing ends
+    r, _ = kernel.call("complete_request", {"code": "hostile_a.boom.", "cursor_pos": 15},
+                       channel="shell")
+    assert r["content"]["status"] == "ok" and r["content"]["matches"] == []
+    assert_alive(kernel)
+    # a __repr__ that never returns: inspect answers (not found) within its timeout
+    r, dt = kernel.call("inspect_request", {"code": "hostile_b", "cursor_pos": 9},
+                        channel="shell", timeout=10)
+    assert r["content"]["status"] == "ok" and r["content"]["found"] is False
+    assert dt < 3.0, dt
+    assert_alive(kernel, 1.0)
+    # channel previews show such an object by its type only
+    r, dt = kernel.call("gv_channels_request", {"preview": 5}, timeout=10)
+    assert r["content"]["status"] == "ok" and dt < 2.0, dt
+    previews = [c["preview"] for c in r["content"]["items"] if c["length"] == 2]
+    assert ["<HostileB object>", "(1, 'two', [3.0])"] in previews, previews
+    kernel.execute_ok("hostile_ch.close(); del hostile_a, hostile_b, hostile_ch")
+
+
+def test_unserialisable_display_is_the_cells_error(kernel):
+    reply, msgs = kernel.execute("display({'application/json': {(1, 2): 3}}, raw=True)\n"
+                                 "print('not reached')")
+    assert reply["content"]["status"] == "error"
+    assert reply["content"]["ename"] == "TypeError"
+    assert "JSON" in reply["content"]["evalue"]
+    assert "not reached" not in stream_text(msgs)
+    # the publisher lives on: output and idle statuses still arrive
+    _, msgs = kernel.execute_ok("print('published')")
+    assert stream_text(msgs, "stdout") == "published\n"
+
+
+def test_display_output_is_bounded(kernel):
+    # The publisher is held (its socket lock) while the cell displays 48 MiB: past
+    # MAX_PENDING (32 MiB) the rest is dropped and counted, as stream output is.
+    code = ("k = get_ipython().kernel\n"
+            "big = 'y' * (1 << 20)\n"
+            "k.iopub._sock_lock.acquire()\n"
+            "try:\n"
+            "    for _ in range(48):\n"
+            "        display(big)\n"
+            "    dropped = k.iopub.dropped_bytes\n"
+            "finally:\n"
+            "    k.iopub._sock_lock.release()\n"
+            "dropped > 0")
+    reply, msgs = kernel.execute(code, timeout=60)
+    assert reply["content"]["status"] == "ok", reply["content"]
+    assert result_text(msgs) == "True"
+    assert "dropping some" in stream_text(msgs, "stderr")
+    kernel.drain_iopub()
+    assert_alive(kernel)
+
+
+def test_user_expressions_run_in_the_cells_gvthread(kernel):
+    reply, _ = kernel.execute_ok("pass", user_expressions={
+        "gid": "__import__('gvthread').current_id()"})
+    ue = reply["content"]["user_expressions"]["gid"]
+    assert ue["status"] == "ok"
+    assert ue["data"]["text/plain"] == str(reply["metadata"]["gvthread"]["id"])
+
+
+def test_background_cancelled_before_start_and_linecache(kernel):
+    code = ("import gvthread, linecache\n"
+            "k = get_ipython().kernel\n"
+            "old = set(linecache.cache)\n"
+            "ids = []\n"
+            "for i in range(100):\n"
+            "    h = k.spawn_background('pass', {}, name='early')\n"
+            "    h.cancel()\n"
+            "    ids.append(h.id)\n"
+            "gvthread.sleep(0.5)\n"
+            "left = [i for i in ids if i in k.contexts]\n"
+            "spawn_lines = [f for f in linecache.cache\n"
+            "               if f.startswith('<gvspawn-') and f not in old]\n"
+            "for i in range(1100):\n"
+            "    k._remember_source(f'<cell-lc{i}>', 'pass')\n"
+            "cells = sum(f.startswith('<cell-') for f in linecache.cache)\n"
+            "left, spawn_lines, cells <= 1000, ids[-1]")
+    _, msgs = kernel.execute_ok(code)
+    left, lines, bounded, last = eval(result_text(msgs))
+    assert left == [] and lines == [] and bounded
+    assert gv_meta(exit_event(kernel, last))["status"] == "cancelled"
+    # a cell over 1 MiB is not kept compiled
+    kernel.execute_ok("big_cell = 1\n" + "#" * (1 << 20))
+    _, msgs = kernel.execute_ok(
+        "max(map(len, get_ipython().kernel._compiled)) < (1 << 20)")
+    assert result_text(msgs) == "True"
+
+
+def test_complete_on_a_long_line_is_fast(kernel):
+    code = "x" * 20_000
+    r, dt = kernel.call("complete_request", {"code": code, "cursor_pos": len(code)},
+                        channel="shell")
+    assert r["content"]["status"] == "ok" and dt < 1.0, dt
+    code = "a." * 10_000 + "b"
+    r, dt = kernel.call("inspect_request", {"code": code, "cursor_pos": len(code)},
+                        channel="shell")
+    assert r["content"]["status"] == "ok" and dt < 1.0, dt
+
+
+def test_interrupt_while_the_cell_compiles(kernel):
+    # ~0.5 s to parse and instrument: the interrupt arrives before the GVThread exists
+    code = "slow_to_compile = [" + "1," * 100_000 + "]"
+    msg_id = kernel.kc.execute(code)
+    kernel.iopub_collect(lambda m: (m["parent_header"].get("msg_id") == msg_id
+                                    and m["msg_type"] == "execute_input"),
+                         lambda out: bool(out))
+    r, _ = kernel.call("interrupt_request")
+    assert r["content"]["status"] == "ok"
+    reply = kernel.shell_reply(msg_id)
+    kernel.iopub_until_idle(msg_id)
+    assert reply["content"]["status"] == "error"
+    assert reply["content"]["ename"] == "KeyboardInterrupt"
+
+
+def test_connection_write_ignores_a_planted_link(tmp_path):
+    import os
+
+    from gvkernel import connection
+    path = tmp_path / "kernel-x.json"
+    victim = tmp_path / "victim"
+    victim.write_text("precious")
+    os.symlink(victim, f"{path}.{os.getpid()}.tmp")  # the old, guessable name
+    connection.write(str(path), {"key": "k"})
+    assert victim.read_text() == "precious"
+    assert connection.read(str(path))["key"] == "k"
+    assert os.stat(path).st_mode & 0o777 == 0o600
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "kernel-x.json", f"kernel-x.json.{os.getpid()}.tmp", "victim"]
+
+
+def test_bad_requests_are_answered_not_logged_as_bugs(kernel):
+    before = kernel.log()
+    for msg_type, content, channel in [
+            ("gv_stack_request", {"ids": [2**64]}, "control"),
+            ("gv_cancel_request", {"ids": [2**70]}, "shell"),
+            ("history_request", {"hist_access_type": "bogus"}, "shell"),
+            ("complete_request", {"code": 5}, "shell"),
+            ("inspect_request", {"code": ["x"], "cursor_pos": 0}, "shell"),
+            ("is_complete_request", {"code": 5}, "shell")]:
+        r, _ = kernel.call(msg_type, content, channel=channel)
+        assert r["content"]["status"] == "error", (msg_type, r["content"])
+    assert kernel.log() == before  # nothing logged (debug is off)
+    assert_alive(kernel)
+
+
+def test_history_search_limit_and_unique(kernel):
+    for _ in range(3):
+        kernel.execute_ok("hs_unique_marker = 1")
+    kernel.execute_ok("hs_unique_marker = 2")
+    kc = kernel.kc
+    found = kc.history(hist_access_type="search", pattern="hs_unique_marker*", n=2,
+                       reply=True, timeout=20)["content"]["history"]
+    assert [h[2] for h in found] == ["hs_unique_marker = 1", "hs_unique_marker = 2"]
+    found = kc.history(hist_access_type="search", pattern="hs_unique_marker*", n=10,
+                       unique=True, reply=True, timeout=20)["content"]["history"]
+    assert [h[2] for h in found] == ["hs_unique_marker = 1", "hs_unique_marker = 2"]
+    assert found[0][1] == found[1][1] - 1  # the latest run of each source
+
 def test_exhausting_slots(tmp_path):
     with KernelProc(tmp_path, "--max-gvthreads", "64") as k:
         code = ("import gvthread, time\n"
