@@ -126,38 +126,62 @@ def main(argv: Optional[list[str]] = None) -> int:
     except ClassNotFound:
         print(f"gvshell: no pygments style {args.style!r}", file=sys.stderr)
         return 2
-    try:
-        path = _attach_file(args)
-        if path is None and not _given_ports(args):
-            kargs = list(args.kernel_arg)
-            if args.workers:
-                kargs += ["--workers", str(args.workers)]
-            if args.curve or args.curve_keys:
-                raise ValueError("--curve is for attaching; a kernel gvshell starts "
-                                 "listens on loopback only (--kernel-arg=--curve for one)")
-            conn = Connection.start_local(kargs, start_timeout=args.timeout)
-        else:
-            kargs = []
-            conn = _remote(args, path)
-    except Exception as e:
-        print(f"gvshell: {e}", file=sys.stderr)
-        return 1
-    shell = Shell(conn, kargs, style=args.style)
-    try:
-        shell.attach()
-    except TimeoutError:
-        print(f"gvshell: {NO_ANSWER} in {args.timeout:g} s", file=sys.stderr)
-        shell.detach(shutdown=conn.owned)
-        return 1
-    except Exception as e:
-        print(f"gvshell: the kernel does not answer: {e}", file=sys.stderr)
-        shell.detach(shutdown=conn.owned)
-        return 1
     # A closed terminal (SIGHUP) or a kill (SIGTERM) must still shut down our kernel,
-    # which runs in its own session: leave through run()'s finally.
+    # which runs in its own session: leave through the cleanup below, or run()'s finally.
     for sig in (signal.SIGHUP, signal.SIGTERM):
         signal.signal(sig, _leave)
-    return shell.run()
+    conn: Optional[Connection] = None
+    try:
+        try:
+            path = _attach_file(args)
+            if path is None and not _given_ports(args):
+                kargs = list(args.kernel_arg)
+                if args.workers:
+                    kargs += ["--workers", str(args.workers)]
+                if args.curve or args.curve_keys:
+                    raise ValueError("--curve is for attaching; a kernel gvshell starts "
+                                     "listens on loopback only (--kernel-arg=--curve for one)")
+                conn = Connection.start_local(kargs, start_timeout=args.timeout)
+            else:
+                kargs = []
+                conn = _remote(args, path)
+        except Exception as e:
+            print(f"gvshell: {e}", file=sys.stderr)
+            return 1
+        try:
+            shell = Shell(conn, kargs, style=args.style)
+        except Exception as e:  # e.g. the history file's directory cannot be made
+            print(f"gvshell: {e}", file=sys.stderr)
+            _close(conn)
+            return 1
+        try:
+            shell.attach()
+        except TimeoutError:
+            print(f"gvshell: {NO_ANSWER} in {args.timeout:g} s", file=sys.stderr)
+            shell.detach(shutdown=conn.owned)
+            return 1
+        except Exception as e:
+            print(f"gvshell: the kernel does not answer: {e}", file=sys.stderr)
+            shell.detach(shutdown=conn.owned)
+            return 1
+        except BaseException:
+            shell.detach(shutdown=conn.owned)
+            raise
+        return shell.run()
+    except KeyboardInterrupt:  # Ctrl-C while starting: the kernel is ended above or here
+        _close(conn)
+        print("gvshell: interrupted", file=sys.stderr)
+        return 130
+    except BaseException:
+        _close(conn)
+        raise
+
+
+def _close(conn: Optional[Connection]) -> None:
+    """Detach from conn, shutting our own kernel down (idempotent: a second close only
+    stops what is left)."""
+    if conn is not None:
+        conn.close(shutdown=conn.owned)
 
 
 def _leave(signum: int, frame: object) -> None:

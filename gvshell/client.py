@@ -7,11 +7,22 @@ not its `execute_interactive` or `KernelManager`: the shell needs its own loop (
 Ctrl-C, input_request, kernel death noticed mid-wait), its own iopub reader thread
 (output.py) and its own heartbeat thread (heartbeat.py).
 
-Thread ownership (ZeroMQ sockets are not thread-safe):
-- shell, control, stdin sockets: the main thread only (the prompt's key bindings and
-  completer run on it too);
+Thread ownership (ZeroMQ sockets are not thread-safe, and a thread waiting for its reply
+drops the replies it reads that are not its own): every socket has one owning thread, and
+a thread that needs to make requests gets a socket of its own instead of sharing one.
+- shell, control, stdin sockets of `Connection`: the main thread only (the prompt's key
+  bindings and completer run on it too), so `Connection.send`/`request` are main-thread
+  calls;
 - iopub socket: the iopub reader thread only (output.IOPubReader);
-- hb socket: the heartbeat thread, which makes its own (heartbeat.Heartbeat).
+- hb socket: the heartbeat thread, which makes its own (heartbeat.Heartbeat);
+- the %gvtop poller: a `ThreadChannel` of its own to the control port
+  (`Connection.thread_channel`), made before the poller starts and closed after it has
+  been joined (thread start and join are the memory barriers ZeroMQ asks for when a
+  socket changes threads). The kernel's ROUTER tells the two DEALERs apart by identity,
+  so each gets its own replies. Rejected: one control socket behind a lock, with replies
+  for other waiters kept for them: Python locks are not fair, so a thread polling in a
+  loop can starve the other past its deadline, and a fair hand-off needs a condition
+  variable and a reader-election protocol, more code than a second socket.
 
 Socket options are set in one place, `GVKernelClient.configure_socket`, called on every
 socket before it connects, the heartbeat's included. That is where CurveZMQ goes on: with
@@ -35,6 +46,7 @@ from typing import Optional
 
 import zmq
 from jupyter_client.blocking import BlockingKernelClient
+from jupyter_client.channels import ZMQSocketChannel
 from jupyter_client.connect import channel_socket_types
 
 from gvkernel import connection
@@ -48,6 +60,9 @@ START_TIMEOUT = 30.0
 #: a DEALER whose CurveZMQ handshake was refused has no pipe left, and its send would
 #: block for ever. wait_ready lifts it once the kernel has answered.
 START_SEND_TIMEOUT = 0.2
+#: Send timeout of a ThreadChannel (seconds): a kernel that stopped reading must not hold
+#: its thread in send for ever.
+THREAD_SEND_TIMEOUT = 1.0
 #: The curve_* fields a client needs (the server's secret is the kernel's alone).
 CURVE_CLIENT_FIELDS = ("curve_server_public", "curve_client_public", "curve_client_secret")
 
@@ -86,6 +101,56 @@ class GVKernelClient(BlockingKernelClient):
     def hb_socket(self) -> zmq.Socket:
         """A fresh REQ socket to the heartbeat port (owned by the heartbeat thread)."""
         return self._create_connected_socket("hb")
+
+    def thread_socket(self, channel: str) -> zmq.Socket:
+        """A fresh DEALER to a request port, with ZeroMQ's random identity (the main
+        socket's identity is the session id, and a ROUTER ignores a second peer with an
+        identity it already has)."""
+        sock = self._create_connected_socket(channel)
+        sock.sndtimeo = int(THREAD_SEND_TIMEOUT * 1000)
+        return sock
+
+
+def wait_reply(ch: ZMQSocketChannel, msg_id: str, timeout: float,
+               dead: threading.Event) -> dict:
+    """The reply to msg_id read from ch (by the thread that owns ch); other replies (late
+    ones of requests that timed out) are dropped. Raises TimeoutError, or KernelDied as
+    soon as dead is set."""
+    deadline = time.monotonic() + timeout
+    while True:
+        if dead.is_set():
+            raise KernelDied()
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise TimeoutError(f"no reply from the kernel in {timeout:g} s")
+        try:
+            msg = ch.get_msg(timeout=min(left, 0.1))
+        except queue.Empty:
+            continue
+        if msg["parent_header"].get("msg_id") == msg_id:
+            return msg
+
+
+class ThreadChannel:
+    """A request socket of its own for one thread other than the main one (the %gvtop
+    poller): `request` as Connection.request, but only ever called by that thread.
+    Made and closed by the main thread, before the thread starts and after it is joined."""
+
+    def __init__(self, conn: "Connection", channel: str = "control"):
+        self.conn = conn
+        self.channel = channel
+        self.ch = ZMQSocketChannel(conn.kc.thread_socket(channel), conn.kc.session)
+
+    def request(self, msg_type: str, content: dict, timeout: float = REPLY_TIMEOUT) -> dict:
+        msg = self.conn.kc.session.msg(msg_type, content)
+        try:
+            self.ch.send(msg)
+        except zmq.Again:
+            raise TimeoutError("the kernel takes no messages (no connection)") from None
+        return wait_reply(self.ch, msg["header"]["msg_id"], timeout, self.conn.dead)["content"]
+
+    def close(self) -> None:
+        self.ch.close()
 
 
 def runtime_dir() -> str:
@@ -154,6 +219,7 @@ class Connection:
         self.kc.start_channels(shell=True, iopub=True, stdin=True, hb=False, control=True)
         self.session_id = self.kc.session.session
         self.kernel_info: dict = {}
+        self._closed = False
 
     @property
     def owned(self) -> bool:
@@ -181,21 +247,35 @@ class Connection:
             proc = subprocess.Popen([sys.executable, "-m", "gvkernel", "-f", path, *kernel_args],
                                     stdin=subprocess.DEVNULL, stdout=log, stderr=log,
                                     start_new_session=True)
-        deadline = time.monotonic() + start_timeout
-        while not os.path.exists(path):
-            if proc.poll() is not None:
-                raise RuntimeError(f"gvkernel exited with status {proc.returncode}:\n"
-                                   + _tail(log_path))
-            if time.monotonic() > deadline:
-                proc.kill()
-                raise RuntimeError("gvkernel did not write its connection file in time")
-            time.sleep(0.02)
-        return cls(path, proc=proc, log_path=log_path, start_timeout=start_timeout)
+        # From here on the kernel is ours to end, whatever ends this call: it runs in its
+        # own session, so nothing else (not the terminal's Ctrl-C) would.
+        try:
+            deadline = time.monotonic() + start_timeout
+            while not os.path.exists(path):
+                if proc.poll() is not None:
+                    raise RuntimeError(f"gvkernel exited with status {proc.returncode}:\n"
+                                       + _tail(log_path))
+                if time.monotonic() > deadline:
+                    raise RuntimeError("gvkernel did not write its connection file in time")
+                time.sleep(0.02)
+            return cls(path, proc=proc, log_path=log_path, start_timeout=start_timeout)
+        except BaseException:  # KeyboardInterrupt and SystemExit (SIGTERM) included
+            _end_process(proc)
+            for p in (path, log_path):
+                try:
+                    os.unlink(p)
+                except OSError:
+                    pass
+            raise
 
     def log_tail(self) -> str:
         return _tail(self.log_path) if self.log_path else ""
 
-    # -- requests -----------------------------------------------------------------
+    # -- requests (main thread; another thread uses a thread_channel) ----------------
+    def thread_channel(self, channel: str = "control") -> ThreadChannel:
+        """A socket of its own for a thread other than the main one (see ThreadChannel)."""
+        return ThreadChannel(self, channel)
+
     def send(self, channel: str, msg_type: str, content: dict) -> str:
         msg = self.kc.session.msg(msg_type, content)
         try:
@@ -205,22 +285,10 @@ class Connection:
         return msg["header"]["msg_id"]
 
     def wait_reply(self, channel: str, msg_id: str, timeout: float = REPLY_TIMEOUT) -> dict:
-        """The reply to msg_id on channel; other replies (late ones of requests that timed
-        out) are dropped. Raises TimeoutError, or KernelDied as soon as death is known."""
-        ch = getattr(self.kc, f"{channel}_channel")
-        deadline = time.monotonic() + timeout
-        while True:
-            if self.dead.is_set():
-                raise KernelDied()
-            left = deadline - time.monotonic()
-            if left <= 0:
-                raise TimeoutError(f"no reply from the kernel in {timeout:g} s")
-            try:
-                msg = ch.get_msg(timeout=min(left, 0.1))
-            except queue.Empty:
-                continue
-            if msg["parent_header"].get("msg_id") == msg_id:
-                return msg
+        """The reply to msg_id on channel (main thread); other replies (late ones of
+        requests that timed out) are dropped. Raises TimeoutError, or KernelDied as soon
+        as death is known."""
+        return wait_reply(getattr(self.kc, f"{channel}_channel"), msg_id, timeout, self.dead)
 
     def request(self, channel: str, msg_type: str, content: dict,
                 timeout: float = REPLY_TIMEOUT) -> dict:
@@ -253,27 +321,52 @@ class Connection:
 
     # -- ending -------------------------------------------------------------------
     def close(self, shutdown: bool = False) -> None:
-        """Stop the channels; with shutdown, ask an owned kernel to exit, then make sure."""
-        if shutdown and not self.dead.is_set():
-            try:
-                self.request("control", "shutdown_request", {"restart": False}, timeout=2.0)
-            except (TimeoutError, KernelDied):
-                pass
+        """Stop the channels; with shutdown, ask an owned kernel to exit, then make sure.
+        Once only: a second call (a cleanup path after another) does nothing."""
+        if self._closed:
+            return
+        self._closed = True
         try:
-            self.kc.stop_channels()
-        except Exception:
-            pass
-        if self.proc is not None and shutdown:
-            try:
-                self.proc.wait(3)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(3)
-            for p in (self.connection_file, self.log_path):
+            if shutdown and not self.dead.is_set():
                 try:
-                    os.unlink(p)
-                except (OSError, TypeError):
+                    self.request("control", "shutdown_request", {"restart": False},
+                                 timeout=2.0)
+                except (TimeoutError, KernelDied):
                     pass
+        finally:  # a Ctrl-C in the request above must not leave an owned kernel running
+            try:
+                self.kc.stop_channels()
+            except Exception:
+                pass
+            if self.proc is not None and shutdown:
+                _end_process(self.proc, grace=3.0)
+                for p in (self.connection_file, self.log_path):
+                    try:
+                        os.unlink(p)
+                    except (OSError, TypeError):
+                        pass
+
+
+def _end_process(proc: subprocess.Popen, grace: float = 0.0) -> None:
+    """Give proc grace seconds to exit by itself, then kill it; reap it. A Ctrl-C
+    meanwhile does not stop this (the caller is leaving anyway), it only ends the grace."""
+    deadline = time.monotonic() + grace
+    killed = False
+    while True:
+        try:
+            left = deadline - time.monotonic()
+            if not killed and left <= 0:
+                killed = True
+                proc.kill()
+            proc.wait(left if not killed else 5)
+            return
+        except KeyboardInterrupt:
+            deadline = 0.0
+        except subprocess.TimeoutExpired:
+            if killed:
+                return
+        except OSError:
+            return
 
 
 def _tail(path: Optional[str], n: int = 2000) -> str:

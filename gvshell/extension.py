@@ -12,9 +12,12 @@ in-process back end.
 """
 from __future__ import annotations
 
+import queue
 import shlex
 import sys
 import threading
+import time
+from collections import OrderedDict
 from typing import Any, Callable, Optional
 
 from gvkernel import tables
@@ -32,7 +35,8 @@ class LocalBackend:
         user_ns.setdefault("gvruntime", self.runtime)
         self.counter = 0
 
-    def request(self, msg_type: str, content: dict) -> dict:
+    def request(self, msg_type: str, content: dict, timeout: Optional[float] = None) -> dict:
+        """The reply content (in-process: timeout is not needed, and ignored)."""
         from gvkernel import inspection
         rt = self.runtime
         try:
@@ -84,7 +88,21 @@ class LocalBackend:
 
 
 class RemoteBackend:
-    """gv_* requests sent to a gvkernel over its control channel."""
+    """gv_* requests sent to a gvkernel over its control channel.
+
+    Threads: `request` runs on IPython's thread and owns the control socket (under
+    _lock); the printer thread alone reads iopub. `close` stops the printer and joins it
+    before the sockets are closed (a socket closed under a thread inside a read of it is
+    a crash, not an error).
+
+    _mine holds the ids of our gv_spawn_requests whose output is printed here: an id is
+    forgotten at its GVThread's exit event (the last message with it as parent), and at
+    most MAX_MINE are kept (the oldest forgotten first: a GVThread that never ends must
+    not grow it for ever).
+    """
+
+    #: How many spawn requests' output is followed at once (see the class docstring).
+    MAX_MINE = 1000
 
     def __init__(self, connection_file: str):
         from jupyter_client import BlockingKernelClient
@@ -98,39 +116,65 @@ class RemoteBackend:
         self._printer = threading.Thread(target=self._print_output, daemon=True,
                                          name="gvconnect-output")
         self._stop = threading.Event()
-        self._mine: set[str] = set()
+        self._mine: "OrderedDict[str, None]" = OrderedDict()
+        self._mine_lock = threading.Lock()
         self._printer.start()
 
-    def request(self, msg_type: str, content: dict, timeout: float = 5.0) -> dict:
+    def request(self, msg_type: str, content: dict, timeout: Optional[float] = 5.0) -> dict:
+        timeout = 5.0 if timeout is None else timeout
         with self._lock:
             msg = self.kc.session.msg(msg_type, content)
             mid = msg["header"]["msg_id"]
             if msg_type == "gv_spawn_request":
-                self._mine.add(mid)
+                with self._mine_lock:
+                    self._mine[mid] = None
+                    while len(self._mine) > self.MAX_MINE:
+                        self._mine.popitem(last=False)
             self.kc.session.send(self.kc.control_channel.socket, msg)
+            deadline = time.monotonic() + timeout
             while True:
-                reply = self.kc.control_channel.get_msg(timeout=timeout)
+                try:
+                    reply = self.kc.control_channel.get_msg(
+                        timeout=max(0.0, deadline - time.monotonic()))
+                except queue.Empty:
+                    raise TimeoutError(f"no reply from the kernel in {timeout:g} s") from None
                 if reply["parent_header"].get("msg_id") == mid:
                     return reply["content"]
+
+    def following(self) -> int:
+        """How many spawn requests' output is being followed (for tests)."""
+        with self._mine_lock:
+            return len(self._mine)
 
     def _print_output(self) -> None:
         """Print the output of GVThreads this extension spawned remotely, as it comes."""
         while not self._stop.is_set():
             try:
-                msg = self.kc.get_iopub_msg(timeout=0.2)
+                # the channel's own get_msg: kc.get_iopub_msg would make this thread an
+                # asyncio loop (jupyter_core's run_sync) that nothing closes
+                msg = self.kc.iopub_channel.get_msg(timeout=0.2)
             except Exception:
                 continue
-            if msg["parent_header"].get("msg_id") not in self._mine:
-                continue
+            pid = msg["parent_header"].get("msg_id")
+            with self._mine_lock:
+                if pid not in self._mine:
+                    continue
             if msg["msg_type"] == "stream":
                 gv = msg["metadata"].get("gvthread", {})
                 prefix = f"[{gv.get('id')} {gv.get('name', '')}] " if gv else ""
                 stream = sys.stderr if msg["content"].get("name") == "stderr" else sys.stdout
                 for line in msg["content"].get("text", "").splitlines():
                     print(prefix + line, file=stream)
+                if gv.get("event") == "exit":
+                    with self._mine_lock:
+                        self._mine.pop(pid, None)
 
     def close(self) -> None:
         self._stop.set()
+        if self._printer.is_alive() and threading.current_thread() is not self._printer:
+            self._printer.join(5.0)
+        if self._printer.is_alive():  # stuck in a print: leave its socket to the GC
+            return
         self.kc.stop_channels()
 
 
@@ -232,7 +276,7 @@ class GVMagics:
     def gvtop(self, line: str) -> None:
         from gvshell.top import run_top
         backend = self._backend()
-        run_top(lambda t, c: self._ok(backend.request(t, c)))
+        run_top(lambda t, c, timeout: self._ok(backend.request(t, c, timeout)))
 
 
 def load_ipython_extension(ip: Any) -> None:

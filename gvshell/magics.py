@@ -17,7 +17,7 @@ from typing import Callable, Optional
 
 from gvkernel import tables
 
-from gvshell.client import Connection
+from gvshell.client import REPLY_TIMEOUT, Connection
 
 NAMES = ("gvps", "gvstack", "gvchan", "gvcancel", "gvstats", "gvtop")
 
@@ -58,8 +58,12 @@ def run(conn: Connection, name: str, words: list[str]) -> str:
     return _HANDLERS[name](conn, words)
 
 
-def _request(conn: Connection, msg_type: str, content: dict) -> dict:
-    reply = conn.request("control", msg_type, content)
+def _request(conn: Connection, msg_type: str, content: dict,
+             timeout: float = REPLY_TIMEOUT) -> dict:
+    return _checked(conn.request("control", msg_type, content, timeout))
+
+
+def _checked(reply: dict) -> dict:
     if reply.get("status") != "ok":
         raise MagicError(f"{reply.get('ename', 'Error')}: {reply.get('evalue', '')}")
     return reply
@@ -109,7 +113,14 @@ def gvtop(conn: Connection, words: list[str]) -> str:
     if words:
         raise MagicError("usage: %gvtop")
     from gvshell.top import run_top
-    run_top(lambda msg_type, content: _request(conn, msg_type, content))
+    # The poller thread gets a control socket of its own; the keys use conn's, on this
+    # thread (client.py: one socket, one thread). run_top returns once the poller ended.
+    own = conn.thread_channel("control")
+    try:
+        run_top(lambda t, c, timeout: _request(conn, t, c, timeout),
+                poll_request=lambda t, c, timeout: _checked(own.request(t, c, timeout)))
+    finally:
+        own.close()
     return ""
 
 

@@ -10,7 +10,11 @@ Which output is whose:
   output is printed as is;
 - anything else tagged metadata["gvthread"] (a %gvspawn'ed GVThread, whose output has
   the spawning request as parent, even long after it went idle) is printed line by line
-  with a `[ID NAME] ` prefix; a partial line waits for its end (or its GVThread's exit);
+  with a `[ID NAME] ` prefix; a partial line waits for its end, but no longer than its
+  GVThread's exit, its parent request's idle (a GVThread a cell spawned and joined:
+  only GVThreads the kernel spawns send an exit event), PARTIAL_AGE seconds, or
+  PARTIAL_MAX characters (a GVThread printing dots must not wait, nor grow, for ever);
+  the rest of such a line comes later on a line of its own;
 - output whose parent is another client's request is not printed (as jupyter console).
 
 `wait_idle(msg_id)` lets the main thread wait until a request's `status: idle`, so a
@@ -33,6 +37,20 @@ _RED, _BRED, _RESET = "\x1b[31m", "\x1b[1;31m", "\x1b[0m"
 _DIM = "\x1b[2m"
 
 
+#: A background partial line is printed anyway once it is this old (seconds)...
+PARTIAL_AGE = 0.5
+#: ...or this long (characters).
+PARTIAL_MAX = 4096
+
+
+class _Partial:
+    """The unfinished last line of one background GVThread's stream."""
+    __slots__ = ("text", "gv", "parent", "since")
+
+    def __init__(self, text: str, gv: dict, parent: Optional[str], since: float):
+        self.text, self.gv, self.parent, self.since = text, gv, parent, since
+
+
 def out_prompt(n: int) -> str:
     return f"{_RED}Out[{_BRED}{n}{_RESET}{_RED}]:{_RESET} "
 
@@ -46,7 +64,8 @@ class IOPubReader(threading.Thread):
         self._lock = threading.Lock()
         self._idle: dict[str, threading.Event] = {}   # msg_id -> set at status idle
         self._fg_names: dict[str, str] = {}           # msg_id -> "cell-N"
-        self._partial: dict[tuple, str] = {}          # (gvthread id, stream) -> text
+        # (gvthread id, stream) -> its unfinished line; the reader thread's alone
+        self._partial: dict[tuple, _Partial] = {}
 
     # -- main-thread side ---------------------------------------------------------
     def expect(self, msg_id: str) -> threading.Event:
@@ -73,13 +92,15 @@ class IOPubReader(threading.Thread):
             try:
                 msg = ch.get_msg(timeout=0.1)
             except queue.Empty:
-                continue
+                msg = None
             except Exception:  # socket closed under us at shutdown
                 if self._stop_ev.is_set():
                     return
                 continue
             try:
-                self.handle(msg)
+                if msg is not None:
+                    self.handle(msg)
+                self.flush_partials(older_than=time.monotonic() - PARTIAL_AGE)
             except Exception as e:  # a malformed message must not end the reader
                 self.write(f"gvshell: cannot show an iopub message: {e!r}\n")
 
@@ -97,6 +118,9 @@ class IOPubReader(threading.Thread):
         gv = (msg.get("metadata") or {}).get("gvthread")
         if mt == "status":
             if c.get("execution_state") == "idle":
+                # all of a request's output comes before its idle: what is left of a line
+                # under it is shown now (before the next prompt, for a cell)
+                self.flush_partials(parent=pid)
                 with self._lock:
                     ev = self._idle.get(pid)
                 if ev is not None:
@@ -108,7 +132,7 @@ class IOPubReader(threading.Thread):
             return
         if mt == "stream":
             if gv and (gv.get("event") == "exit" or gv.get("name") != self._fg_names.get(pid)):
-                self.background(gv, c.get("name", "stdout"), c.get("text", ""))
+                self.background(gv, c.get("name", "stdout"), c.get("text", ""), pid)
             else:
                 self.write(c.get("text", ""))
             return
@@ -128,21 +152,39 @@ class IOPubReader(threading.Thread):
                                  [f"{c.get('ename')}: {c.get('evalue')}"]) + "\n")
             return
 
-    def background(self, gv: dict, stream: str, text: str) -> None:
+    def background(self, gv: dict, stream: str, text: str,
+                   parent: Optional[str] = None) -> None:
         key = (gv.get("id"), stream)
-        text = self._partial.pop(key, "") + text
+        prev = self._partial.pop(key, None)
+        if prev is not None:
+            text = prev.text + text
         exiting = gv.get("event") == "exit"
         if exiting:
             # flush whatever is left of both streams before the exit note
             for k in [k for k in self._partial if k[0] == gv.get("id")]:
-                text = self._partial.pop(k) + "\n" + text
+                text = self._partial.pop(k).text + "\n" + text
         lines = text.split("\n")
         rest = lines.pop()
         if rest:
-            if exiting:
+            if exiting or len(rest) >= PARTIAL_MAX:
                 lines.append(rest)
             else:
-                self._partial[key] = rest
+                # a continued line keeps its age; a new one starts now
+                since = prev.since if prev is not None and not lines else time.monotonic()
+                self._partial[key] = _Partial(rest, gv, parent, since)
+        self._write_lines(gv, lines)
+
+    def flush_partials(self, parent: Optional[str] = None,
+                       older_than: Optional[float] = None) -> None:
+        """Print the partial lines under parent, or begun before older_than (monotonic
+        time), as lines of their own."""
+        for key, p in list(self._partial.items()):
+            if (parent is not None and p.parent == parent) or \
+                    (older_than is not None and p.since <= older_than):
+                del self._partial[key]
+                self._write_lines(p.gv, [p.text])
+
+    def _write_lines(self, gv: dict, lines: list[str]) -> None:
         if not lines:
             return
         name = gv.get("name") or ""

@@ -2,11 +2,13 @@
 
 - `In [n]:` / `Out[n]:` with n the kernel's execution_count; IPython3Lexer highlighting.
 - Enter asks the kernel's is_complete: incomplete inserts a newline and the kernel's
-  indent; a blank last line of a multi-line input submits it (as IPython).
+  indent; a blank last line of a multi-line input submits it (as IPython). A kernel
+  that does not answer within IS_COMPLETE_TIMEOUT gets IPython's own check instead.
 - Tab asks the kernel's complete_request (synchronously, on the main thread, which owns
   the shell socket); Tab in leading whitespace indents.
 - Ctrl-C at the prompt clears the line; while a cell runs it sends interrupt_request on
-  control (the kernel runs in its own session, so the terminal's SIGINT does not reach it).
+  control (the kernel runs in its own session, so the terminal's SIGINT does not reach it),
+  one per Ctrl-C, and only the execute_reply ends the wait (see Shell._execute).
 - Ctrl-D on an empty line exits, after a question when the kernel is ours.
 - Kernel death (heartbeat.Heartbeat) ends the prompt at once; the shell says so and
   offers a restart (our kernel) or a reconnect (--existing).
@@ -18,6 +20,7 @@ from __future__ import annotations
 
 import os
 import queue
+import signal
 import time
 from typing import Iterable, Optional
 
@@ -42,6 +45,21 @@ _PROMPT_STYLE = Style.from_dict({
     "in-prompt": "#ansigreen", "in-number": "#ansibrightgreen bold",
     "continuation": "#ansigreen",
 })
+
+
+#: How long Enter waits for the kernel's is_complete before checking locally (seconds).
+IS_COMPLETE_TIMEOUT = 1.0
+
+
+def local_is_complete(text: str) -> tuple[str, str]:
+    """(status, indent) from IPython's TransformerManager, the check ipykernel (and our
+    kernel) answer is_complete with; imported on first use (IPython is slow to import)."""
+    try:
+        from IPython.core.inputtransformer2 import TransformerManager
+        status, indent = TransformerManager().check_complete(text)
+    except Exception:  # pragma: no cover - IPython is a dependency
+        return "unknown", ""
+    return status, " " * (indent or 0)
 
 
 def history_path() -> str:
@@ -104,12 +122,14 @@ class Shell:
         self.count = conn.execution_count()
 
     def detach(self, shutdown: bool) -> None:
-        if self.hb is not None:
-            self.hb.stop()
-        if self.reader is not None:
-            self.reader.stop()
-        if self.conn is not None:
-            self.conn.close(shutdown=shutdown)
+        try:
+            if self.hb is not None:
+                self.hb.stop()
+            if self.reader is not None:
+                self.reader.stop()
+        finally:  # a Ctrl-C in a join above must not leave our kernel running
+            if self.conn is not None:
+                self.conn.close(shutdown=shutdown)
 
     def banner(self) -> str:
         conn = self.conn
@@ -176,11 +196,14 @@ class Shell:
         return kb
 
     def _is_complete(self, text: str) -> tuple[str, str]:
+        """The kernel's is_complete; when it does not answer within IS_COMPLETE_TIMEOUT
+        (a busy control of the kernel, a dead kernel), IPython's own check, so that an
+        unfinished block gets a new line instead of being run."""
         try:
             c = self.conn.request("shell", "is_complete_request", {"code": text},  # type: ignore[union-attr]
-                                  timeout=1.0)
+                                  timeout=IS_COMPLETE_TIMEOUT)
         except (TimeoutError, KernelDied):
-            return "unknown", ""
+            return local_is_complete(text)
         return c.get("status", "unknown"), c.get("indent", "") or ""
 
     # -- death ------------------------------------------------------------------------
@@ -202,10 +225,13 @@ class Shell:
         if self.conn is not None and self.conn.dead.is_set():
             self._exit_prompt()
 
-    def _ask(self, question: str) -> bool:
+    def _ask(self, question: str, on_eof: bool = False) -> bool:
+        """A yes/no question, yes by default; Ctrl-C is no, end of input is on_eof."""
         try:
             answer = pt_prompt(question)
-        except (EOFError, KeyboardInterrupt):
+        except EOFError:
+            return on_eof
+        except KeyboardInterrupt:
             return False
         return answer.strip().lower() in ("", "y", "yes")
 
@@ -265,8 +291,7 @@ class Shell:
         msg_id = msg["header"]["msg_id"]
         idle = self.reader.expect(msg_id)
         try:
-            conn.kc.shell_channel.send(msg)
-            reply = self._wait_execute(msg_id)
+            reply = self._execute(msg)
             # all of the cell's output is printed before the next prompt
             deadline = time.monotonic() + 3.0
             while not idle.wait(0.05):
@@ -285,22 +310,46 @@ class Shell:
         elif status == "aborted":
             print("(aborted)", flush=True)
 
-    def _wait_execute(self, msg_id: str) -> dict:
+    def _execute(self, msg: dict) -> dict:
+        """Send the execute_request msg; its execute_reply's content. Only that reply (or
+        the kernel's death) ends the wait.
+
+        Ctrl-C (SIGINT: the terminal is in cooked mode while a cell runs) is counted by a
+        handler of our own instead of raising KeyboardInterrupt, and each one sends an
+        interrupt_request from the loop: a KeyboardInterrupt could land anywhere,
+        including in the handler that sends the previous interrupt, and so leave this
+        wait (back to the prompt) while the cell still runs."""
         conn = self.conn
         assert conn is not None
-        while True:
-            try:
+        pressed = [0]   # Ctrl-Cs as SIGINT so far: changed by the handler only
+        keyed = 0       # Ctrl-Cs as a key, at an input() prompt
+        sent = 0        # interrupt_requests sent for both
+
+        def on_sigint(signum: int, frame: object) -> None:
+            pressed[0] += 1
+
+        msg_id = msg["header"]["msg_id"]
+        previous = signal.signal(signal.SIGINT, on_sigint)
+        try:
+            conn.kc.shell_channel.send(msg)
+            while True:
+                while sent < pressed[0] + keyed:
+                    sent += 1
+                    conn.send("control", "interrupt_request", {})
                 if conn.dead.is_set():
                     raise KernelDied(self._death)
                 try:
-                    msg = conn.kc.shell_channel.get_msg(timeout=0.05)
+                    got = conn.kc.shell_channel.get_msg(timeout=0.05)
                 except queue.Empty:
-                    msg = None
-                if msg is not None and msg["parent_header"].get("msg_id") == msg_id:
-                    return msg["content"]
-                self._serve_stdin()
-            except KeyboardInterrupt:
-                conn.send("control", "interrupt_request", {})
+                    got = None
+                if got is not None and got["parent_header"].get("msg_id") == msg_id:
+                    return got["content"]
+                try:
+                    self._serve_stdin()
+                except KeyboardInterrupt:  # Ctrl-C as a key, at an input() prompt
+                    keyed += 1
+        finally:
+            signal.signal(signal.SIGINT, previous)
 
     def _serve_stdin(self) -> None:
         conn = self.conn
@@ -323,7 +372,9 @@ class Shell:
     def confirm_exit(self) -> bool:
         if self.conn is None or not self.conn.owned:
             return True
-        return self._ask("Do you really want to exit ([y]/n)? ")
+        # end of input here too means leave (as IPython): no is an endless loop when
+        # stdin has ended
+        return self._ask("Do you really want to exit ([y]/n)? ", on_eof=True)
 
     def run(self) -> int:
         leave_running = self.conn is not None and not self.conn.owned

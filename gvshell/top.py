@@ -13,8 +13,23 @@ Keys: Up/Down select, Enter shows/hides the selected GVThread's stack, c cancels
 s cycles the sort key, f cycles the state filter, / edits the name filter (Enter or Esc
 ends it), q or Esc quits.
 
-`request(msg_type, content) -> reply content` is all it needs of a client, so the same
-view works on a remote kernel and (through an adapter) on an in-process runtime.
+`request(msg_type, content, timeout) -> reply content` is all it needs of a client, so
+the same view works on a remote kernel and (through an adapter) on an in-process runtime.
+
+Threads. The poller thread makes the periodic requests; the key handlers (Enter, c) run
+on the main thread, in the Application's loop. A client socket must not be used by two
+threads at once (ZeroMQ sockets are not thread-safe, and each waiter would drop the
+other's replies), so:
+- the caller may give the poller a `poll_request` of its own (gvshell: a second control
+  socket, client.ThreadChannel), used by the poller thread only, and then the keys'
+  `request` is the main thread's alone; without one, both go through `request` and a
+  lock serializes them;
+- every poll request has a deadline of POLL_TIMEOUT, and the poller checks its stop
+  event between requests, so once stopped it ends within about POLL_TIMEOUT;
+- `run` joins the poller, without giving up, before it returns: after %gvtop nothing
+  but the main thread uses the client (and gvshell can close the poller's socket);
+- a key's request has a deadline of KEY_TIMEOUT, and waits at most one poll request
+  (POLL_TIMEOUT) for the lock, so a slow kernel slows a key by seconds at most.
 """
 from __future__ import annotations
 
@@ -29,7 +44,13 @@ from prompt_toolkit.layout import HSplit, Layout, Window
 from prompt_toolkit.layout.controls import FormattedTextControl
 from prompt_toolkit.styles import Style
 
-Request = Callable[[str, dict], dict]
+Request = Callable[[str, dict, float], dict]
+
+#: Deadline of each of the poller's requests (seconds); also about how long `run` waits
+#: for the poller after the user quits.
+POLL_TIMEOUT = 1.0
+#: Deadline of a request made by a key (Enter: the stack, c: cancel), on the UI thread.
+KEY_TIMEOUT = 2.0
 
 SORTS = ("cpu%", "cpu", "id", "name", "state")
 STATE_FILTERS = (None, "running", "ready", "blocked", "preempted")
@@ -63,16 +84,24 @@ class TopModel:
         self.state_filter: Optional[str] = None
         self.name_filter = ""
 
-    def poll(self) -> None:
+    def poll(self, stop: Optional[threading.Event] = None) -> None:
+        """One round of requests (POLL_TIMEOUT each); gives up between them once stop is
+        set, keeping the last figures."""
+        stopped = stop.is_set if stop is not None else (lambda: False)
         try:
-            stats = self.request("gv_stats_request", {})
+            stats = self.request("gv_stats_request", {}, POLL_TIMEOUT)
             content: dict[str, Any] = {"limit": 1000}
             if self.state_filter:
                 content["state"] = self.state_filter
             if self.name_filter:
                 content["name"] = self.name_filter
-            listing = self.request("gv_list_request", content)
-            chans = self.request("gv_channels_request", {"limit": 1000, "preview": 0})
+            if stopped():
+                return
+            listing = self.request("gv_list_request", content, POLL_TIMEOUT)
+            if stopped():
+                return
+            chans = self.request("gv_channels_request", {"limit": 1000, "preview": 0},
+                                 POLL_TIMEOUT)
         except Exception as e:  # a dead or slow kernel: say so, keep the last figures
             with self.lock:
                 self.error = str(e) or type(e).__name__
@@ -113,19 +142,29 @@ class TopModel:
 
 
 class Top:
-    def __init__(self, request: Request, interval: float = 0.25):
-        lock = threading.Lock()
-        send = request
+    """The dashboard. `request` serves the keys (main thread); `poll_request`, when given,
+    the poller thread alone (see the module docstring); `input`/`output` are for tests
+    (prompt_toolkit's pipe input and DummyOutput)."""
 
-        def one_at_a_time(msg_type: str, content: dict) -> dict:
-            # The poller and the key handlers both ask; a client matches replies to
-            # requests by waiting for its own, so requests must not interleave.
-            with lock:
-                return send(msg_type, content)
+    def __init__(self, request: Request, interval: float = 0.25,
+                 poll_request: Optional[Request] = None, *, input: Any = None,
+                 output: Any = None):
+        if poll_request is None:
+            lock = threading.Lock()
+            send = request
 
-        self.model = TopModel(one_at_a_time)
-        self.request = one_at_a_time
+            def one_at_a_time(msg_type: str, content: dict, timeout: float) -> dict:
+                # The poller and the key handlers share one client, which matches replies
+                # to requests by waiting for its own: requests must not interleave.
+                with lock:
+                    return send(msg_type, content, timeout)
+
+            request = poll_request = one_at_a_time
+        self.model = TopModel(poll_request)
+        self.request = request
+        self.poll_request = poll_request
         self.interval = interval
+        self._io = (input, output)
         self.selected = 0
         self.show_stack = False
         self.stack_text = ""
@@ -220,17 +259,17 @@ class Top:
         @kb.add("up")
         def _up(event):
             self.selected = max(0, self.selected - 1)
-            self._refresh_stack()
+            self._refresh_stack(self.request, KEY_TIMEOUT)
 
         @kb.add("down")
         def _down(event):
             self.selected += 1
-            self._refresh_stack()
+            self._refresh_stack(self.request, KEY_TIMEOUT)
 
         @kb.add("enter", filter=_not(self, "editing_filter"))
         def _stack(event):
             self.show_stack = not self.show_stack
-            self._refresh_stack()
+            self._refresh_stack(self.request, KEY_TIMEOUT)
 
         @kb.add("c", filter=_not(self, "editing_filter"))
         def _cancel(event):
@@ -238,7 +277,7 @@ class Top:
             if g is None:
                 return
             try:
-                r = self.request("gv_cancel_request", {"ids": [g["id"]]})
+                r = self.request("gv_cancel_request", {"ids": [g["id"]]}, KEY_TIMEOUT)
                 ok = r.get("cancelled", {}).get(str(g["id"]))
                 self.message = f"GVThread {g['id']}: " + {True: "cancelled",
                                                           False: "already ended"}.get(
@@ -282,8 +321,10 @@ class Top:
             Window(FormattedTextControl(self._channels), dont_extend_height=True),
             Window(FormattedTextControl(self._footer), height=1),
         ])
+        inp, out = self._io
         return Application(layout=Layout(body), key_bindings=kb, style=STYLE, full_screen=True,
-                           refresh_interval=self.interval, mouse_support=False)
+                           refresh_interval=self.interval, mouse_support=False,
+                           input=inp, output=out)
 
     def _selected(self) -> Optional[dict]:
         items = self.model.sorted_items()
@@ -291,7 +332,8 @@ class Top:
             return None
         return items[max(0, min(self.selected, len(items) - 1))]
 
-    def _refresh_stack(self) -> None:
+    def _refresh_stack(self, request: Request, timeout: float) -> None:
+        """The selected GVThread's stack, through request (the caller's thread's)."""
         if not self.show_stack:
             return
         g = self._selected()
@@ -300,7 +342,8 @@ class Top:
             return
         try:
             from gvkernel.tables import gvstack
-            self.stack_text = gvstack(self.request("gv_stack_request", {"ids": [g["id"]]}))
+            self.stack_text = gvstack(request("gv_stack_request", {"ids": [g["id"]]},
+                                              timeout))
         except Exception as e:
             self.stack_text = f"(stack unavailable: {e})"
 
@@ -308,9 +351,9 @@ class Top:
     def _poller(self) -> None:
         while not self._stop.is_set():
             t0 = time.monotonic()
-            self.model.poll()
-            if self.show_stack:
-                self._refresh_stack()
+            self.model.poll(self._stop)
+            if self.show_stack and not self._stop.is_set():
+                self._refresh_stack(self.poll_request, POLL_TIMEOUT)
             try:
                 self.app.invalidate()
             except Exception:
@@ -325,7 +368,13 @@ class Top:
             self.app.run()
         finally:
             self._stop.set()
-            t.join(timeout=2)
+            # Until the poller is gone it may be in a request (POLL_TIMEOUT at most): wait
+            # for it, a Ctrl-C meanwhile included, so the caller gets its client back.
+            while t.is_alive():
+                try:
+                    t.join()
+                except KeyboardInterrupt:
+                    pass
 
 
 def _not(top: Top, attr: str):
@@ -338,6 +387,8 @@ def _is(top: Top, attr: str):
     return Condition(lambda: bool(getattr(top, attr)))
 
 
-def run_top(request: Request, interval: float = 0.25) -> None:
-    """Show the dashboard until the user quits; `request` sends one gv_* request."""
-    Top(request, interval).run()
+def run_top(request: Request, interval: float = 0.25,
+            poll_request: Optional[Request] = None) -> None:
+    """Show the dashboard until the user quits; `request(msg_type, content, timeout)`
+    sends one gv_* request (and `poll_request`, if given, the poller thread's)."""
+    Top(request, interval, poll_request).run()

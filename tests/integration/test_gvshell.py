@@ -12,6 +12,7 @@ import re
 import signal
 import subprocess
 import sys
+import threading
 import time
 import uuid
 
@@ -392,3 +393,292 @@ def test_gvtop_draws_live_and_quits_on_q(tmp):
         _screen_until(sock, rf"GVThread {gid}: cancelled")
     finally:
         _tmux(sock, "kill-server", check=False)
+
+
+def test_partial_line_of_a_joined_gvthread_is_printed(shell):
+    """A GVThread the cell spawned (not the kernel: no exit event) printing no newline:
+    its text shows when the cell goes idle, before the next prompt."""
+    shell.send("import gvthread; gvthread.spawn(lambda: print('progress...', end=''), "
+               "name='dots').join()\r")
+    shell.expect(r"\[\d+ dots\] progress\.\.\.\n")
+    shell.expect(r"In \[\d+\]: ")
+
+
+# -- unit level: the classes with fake connections ---------------------------------------
+
+class _FakeIOPub:
+    def __init__(self):
+        import queue
+        self.q = queue.Queue()
+
+    def get_msg(self, timeout=None):
+        return self.q.get(timeout=timeout)
+
+
+def _stream(text, gid=7, name="dots", parent="spawn-1"):
+    return {"msg_type": "stream", "parent_header": {"session": "S", "msg_id": parent},
+            "content": {"name": "stdout", "text": text},
+            "metadata": {"gvthread": {"id": gid, "name": name}}}
+
+
+def test_background_partial_line_shown_after_age_and_size():
+    """A background GVThread printing without newlines: shown after PARTIAL_AGE, and at
+    once past PARTIAL_MAX, never kept for ever."""
+    from types import SimpleNamespace
+
+    from gvshell import output
+    iopub = _FakeIOPub()
+    conn = SimpleNamespace(session_id="S", kc=SimpleNamespace(iopub_channel=iopub))
+    r = output.IOPubReader(conn, color=False)
+    written = []
+    r.write = written.append
+    big = "x" * (output.PARTIAL_MAX + 10)
+    r.handle(_stream(big, gid=8, name="big"))
+    assert written == [f"[8 big] {big}\n"], written   # too long to wait
+    written.clear()
+    r.start()
+    try:
+        t0 = time.monotonic()
+        iopub.q.put(_stream("."))
+        iopub.q.put(_stream(".."))
+        while not written and time.monotonic() - t0 < 5:
+            time.sleep(0.02)
+        elapsed = time.monotonic() - t0
+    finally:
+        r.stop()
+    assert written == ["[7 dots] ...\n"], written
+    assert output.PARTIAL_AGE - 0.1 <= elapsed < output.PARTIAL_AGE + 1.0, elapsed
+    assert not r._partial
+
+
+def test_is_complete_falls_back_to_ipython_when_kernel_is_slow():
+    from gvshell.repl import Shell
+
+    class Slow:
+        def request(self, *a, **k):
+            raise TimeoutError("no reply from the kernel in 1 s")
+
+    sh = Shell.__new__(Shell)
+    sh.conn = Slow()
+    assert sh._is_complete("def f():") == ("incomplete", "    ")
+    assert sh._is_complete("for i in x:\n    if i:") == ("incomplete", "        ")
+    assert sh._is_complete("1 + 1")[0] == "complete"
+
+
+def test_repeated_ctrl_c_keeps_waiting_for_execute_reply():
+    """Ctrl-C while a cell runs, and another while the first one's interrupt_request is
+    being sent: each sends an interrupt, and only the execute_reply ends the wait."""
+    import queue
+    from types import SimpleNamespace
+
+    from gvshell.repl import Shell
+    sent = []
+
+    class ShellChannel:
+        calls = 0
+
+        def send(self, msg):
+            pass
+
+        def get_msg(self, timeout=None):
+            self.calls += 1
+            if self.calls == 1:
+                os.kill(os.getpid(), signal.SIGINT)       # Ctrl-C while the cell runs
+            if self.calls >= 10:
+                return {"parent_header": {"msg_id": "cell"}, "content": {"status": "ok"}}
+            time.sleep(0.01)
+            raise queue.Empty
+
+    class StdinChannel:
+        def get_msg(self, timeout=None):
+            raise queue.Empty
+
+    class Conn:
+        dead = threading.Event()
+        kc = SimpleNamespace(shell_channel=ShellChannel(), stdin_channel=StdinChannel())
+
+        def send(self, channel, msg_type, content):
+            sent.append((channel, msg_type))
+            if len(sent) == 1:
+                os.kill(os.getpid(), signal.SIGINT)       # the second, during this send
+                time.sleep(0.01)
+            return "id"
+
+    sh = Shell.__new__(Shell)
+    sh.conn = Conn()
+    sh._death = ""
+    before = signal.getsignal(signal.SIGINT)
+    try:
+        reply = sh._execute({"header": {"msg_id": "cell"}})
+    except KeyboardInterrupt:
+        pytest.fail("a Ctrl-C ended the wait while the cell still ran")
+    assert reply == {"status": "ok"}
+    assert sent == [("control", "interrupt_request")] * 2, sent
+    assert signal.getsignal(signal.SIGINT) is before
+
+
+def test_gvtop_poller_is_done_when_run_returns():
+    """A slow kernel: the poller's requests have short deadlines, it stops between them,
+    and Top.run returns only once it has ended (then nothing else uses the client)."""
+    from prompt_toolkit.input import create_pipe_input
+    from prompt_toolkit.output import DummyOutput
+
+    from gvshell import top
+    lock = threading.Lock()
+    timeouts = []
+    in_flight = [0]
+
+    def slow_kernel(msg_type, content, timeout):
+        with lock:
+            n = len(timeouts)
+            timeouts.append(timeout)
+            in_flight[0] += 1
+        try:
+            if n < 3:   # run()'s first poll is answered
+                return {"status": "ok", "items": []}
+            time.sleep(min(timeout, 20.0))
+            raise TimeoutError(f"no reply in {timeout} s")
+        finally:
+            with lock:
+                in_flight[0] -= 1
+
+    def keys(msg_type, content, timeout):
+        raise AssertionError("no key asks anything here")
+
+    with create_pipe_input() as inp:
+        t = top.Top(keys, interval=0.05, poll_request=slow_kernel, input=inp,
+                    output=DummyOutput())
+        threading.Timer(0.3, inp.send_text, ("q",)).start()
+        t0 = time.monotonic()
+        t.run()
+        elapsed = time.monotonic() - t0
+        busy_after = in_flight[0]
+        calls_after = len(timeouts)
+    time.sleep(top.POLL_TIMEOUT + 0.2)
+    assert busy_after == 0, "the poller was still in a request after run() returned"
+    assert len(timeouts) == calls_after, "the poller made requests after run() returned"
+    assert max(timeouts) <= 1.0, timeouts
+    assert elapsed < 0.3 + top.POLL_TIMEOUT + 1.5, elapsed
+    assert not [th for th in threading.enumerate() if th.name == "gvtop-poller"]
+
+
+def test_thread_channel_and_main_socket_each_get_their_replies(tmp):
+    """The %gvtop poller's own control socket and the main thread's, at the same time:
+    every request gets its own reply, none is lost to the other thread."""
+    from gvshell.client import Connection
+    env = _env(tmp)
+    path, proc, kc = _start_kernel(tmp, env)
+    kc.stop_channels()
+    conn = Connection(path)
+    try:
+        conn.wait_ready(timeout=WAIT)
+        own = conn.thread_channel("control")
+        errors = []
+
+        def poller():
+            try:
+                for _ in range(50):
+                    assert own.request("gv_stats_request", {}, 2.0)["status"] == "ok"
+            except BaseException as e:  # reported below
+                errors.append(e)
+
+        th = threading.Thread(target=poller)
+        th.start()
+        for _ in range(50):
+            assert conn.request("control", "gv_list_request", {"limit": 5},
+                                timeout=2.0)["status"] == "ok"
+        th.join(30)
+        own.close()
+        assert not th.is_alive() and not errors, errors
+    finally:
+        conn.close()
+        proc.kill()
+        proc.wait(10)
+
+
+# -- Ctrl-C or a failure while starting ----------------------------------------------------
+
+def _kernels_under(marker: str) -> list[int]:
+    pids = []
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit():
+            continue
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as f:
+                cmd = f.read().decode("utf-8", "replace")
+        except OSError:
+            continue
+        if marker in cmd and "gvkernel" in cmd and _alive(int(pid)):
+            pids.append(int(pid))
+    return pids
+
+
+def _assert_no_kernel_left(tmp):
+    runtime = str(tmp / "runtime")
+    deadline = time.monotonic() + 5
+    while _kernels_under(runtime) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not _kernels_under(runtime), "gvshell left its kernel running"
+    left = [f for f in os.listdir(runtime) if f.endswith(".json")]
+    assert not left, left
+
+
+@pytest.mark.parametrize("when", ["spawned", "ready"])
+def test_ctrl_c_while_starting_leaves_no_kernel(tmp, when):
+    """SIGINT once the kernel process exists (before its connection file, or while the
+    shell attaches): gvshell exits and its kernel with it."""
+    env = _env(tmp)
+    runtime = str(tmp / "runtime")
+    t = Term(["--workers", "2"], env)
+    try:
+        deadline = time.monotonic() + WAIT
+        while not _kernels_under(runtime):
+            assert time.monotonic() < deadline and t.child.isalive(), t.text()
+            t._read(0.01)
+        if when == "ready":
+            while not [f for f in os.listdir(runtime) if f.endswith(".json")]:
+                assert time.monotonic() < deadline and t.child.isalive(), t.text()
+                t._read(0.01)
+        t.child.kill(signal.SIGINT)
+        deadline = time.monotonic() + WAIT
+        while t.child.isalive() and "In [1]: " not in t.text():
+            assert time.monotonic() < deadline, t.text()[-2000:]
+            t._read(0.05)
+        if t.child.isalive():  # the prompt came up first (Ctrl-C there clears the line)
+            t.send("\x04")
+            t.expect(r"Do you really want to exit")
+            t.send("y\r")
+        else:
+            assert t.wait_exit() == 130 and "gvshell: interrupted" in t.text(), t.text()
+        t.wait_exit()
+        _assert_no_kernel_left(tmp)
+    finally:
+        t.close()
+
+
+def test_shell_failure_at_start_leaves_no_kernel(tmp):
+    env = _env(tmp)
+    (tmp / "afile").write_text("")
+    env["GVSHELL_HISTORY"] = str(tmp / "afile" / "history")   # its dir cannot be made
+    t = Term(["--workers", "2"], env)
+    try:
+        assert t.wait_exit() == 1, t.text()
+        assert "gvshell: " in t.text() and "Traceback" not in t.text(), t.text()
+        _assert_no_kernel_left(tmp)
+    finally:
+        t.close()
+
+
+def test_end_of_input_at_exit_question_exits(tmp):
+    """Ctrl-D, then end of input at "really exit?": gvshell leaves (and ends its kernel)
+    instead of asking again for ever."""
+    t = Term(["--workers", "2"], _env(tmp))
+    try:
+        t.expect(r"In \[1\]: ")
+        t.send("\x04")
+        t.expect(r"Do you really want to exit")
+        t.send("\x04")
+        assert t.wait_exit() == 0, t.text()[-2000:]
+        _assert_no_kernel_left(tmp)
+    finally:
+        t.close()

@@ -109,3 +109,27 @@ def test_extension_gvconnect_remote_kernel(tmp_path, kernel):
         assert "END" in out
     finally:
         kc.stop_channels()
+
+
+def test_remote_backend_forgets_ended_spawns_and_closes_after_printer(kernel):
+    """RemoteBackend follows a spawn's output until its GVThread's exit (then forgets the
+    id), follows at most MAX_MINE at once, and close() ends the printer thread before it
+    closes the sockets the printer reads."""
+    from gvshell.extension import RemoteBackend
+    b = RemoteBackend(kernel)
+    try:
+        spawn = {"code": "print('done')", "name": "quick", "priority": "normal"}
+        assert b.request("gv_spawn_request", spawn, 10.0)["status"] == "ok"
+        deadline = time.monotonic() + 10
+        while b.following() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert b.following() == 0, "an ended GVThread's spawn is still followed"
+        b.MAX_MINE = 3
+        for i in range(5):
+            r = b.request("gv_spawn_request", {"code": "import gvthread; gvthread.sleep(60)",
+                                               "name": f"sleeper{i}"}, 10.0)
+            assert r["status"] == "ok", r
+        assert b.following() == 3
+    finally:
+        b.close()
+    assert not b._printer.is_alive(), "close() left the printer reading closed sockets"
