@@ -142,3 +142,15 @@ def shared_sample(scratch, params: dict, key: str, measure: Callable[[], dict]) 
             os.replace(path + ".tmp", path)
         sample["reused"] = False
     return sample
+
+
+def shared_figure(suite: str, params: dict, key: str, metric: str,
+                  measure: Callable[[], dict]) -> dict:
+    """{"value": sample[metric], "info": sample} of the shared sample (params, key) of
+    `python -m bench SUITE` (scratch under the temp dir, per suite and user): how a
+    suite's figures that read the same runs get them."""
+    import tempfile
+
+    root = os.path.join(tempfile.gettempdir(), f"gvthread-bench-{suite}-{os.getuid()}")
+    sample = shared_sample(scratch_dir(suite, root), params, key, measure)
+    return {"value": sample[metric], "info": sample}

@@ -71,11 +71,9 @@ compiled / builtin <= 1.30.
 
 from __future__ import annotations
 
-import os
-import tempfile
 
 from ._runner import Figure, Side, Target
-from ._util import gc_paused, now_ns, scratch_dir, shared_sample
+from ._util import gc_paused, now_ns, shared_figure
 # The native pair figures run these in this suite's children (looked up here by name).
 from .native import _load_native, chan_native, go_pingpong, pair_figures, yield_native  # noqa: F401
 
@@ -278,10 +276,6 @@ def _measure(impl: str, busy_s: float, ticks: int, period: float, **kw) -> dict:
 
 # -- sharing a run between the p50, p99 and ticks figures ------------------------------
 
-def _scratch_root() -> str:
-    return os.path.join(tempfile.gettempdir(), f"gvthread-bench-preempt-{os.getuid()}")
-
-
 def fairness(impl: str, metric: str, group: str, busy_s: float, ticks: int,
              period: float, **kw):
     """``metric`` (p50, p99 or ticks) of one run of the fairness test on ``impl``.
@@ -291,10 +285,8 @@ def fairness(impl: str, metric: str, group: str, busy_s: float, ticks: int,
     needed it first.
     """
     params = {"impl": impl, "busy_s": busy_s, "ticks": ticks, "period": period, **kw}
-    sample = shared_sample(scratch_dir("preempt", _scratch_root()), params,
-                           f"{group}.{metric}",
-                           lambda: _measure(impl, busy_s, ticks, period, **kw))
-    return {"value": sample[metric], "info": sample}
+    return shared_figure("preempt", params, f"{group}.{metric}", metric,
+                         lambda: _measure(impl, busy_s, ticks, period, **kw))
 
 
 # -- safepoint overhead ----------------------------------------------------------------
@@ -390,10 +382,8 @@ def _forced_run(side: str, duration: float, time_slice: float, thresh_ns: float,
 def forced_roundtrip(metric: str, side: str, **params):
     """``metric`` (p50 in ns, or count) of one forced_spin / signal_spin run; the p50
     and count lines of a side read the same runs."""
-    sample = shared_sample(scratch_dir("preempt", _scratch_root()),
-                           {"what": "forced", "side": side, **params}, f"forced.{metric}",
-                           lambda: _forced_run(side, **params))
-    return {"value": sample[metric], "info": sample}
+    return shared_figure("preempt", {"what": "forced", "side": side, **params},
+                         f"forced.{metric}", metric, lambda: _forced_run(side, **params))
 
 
 # -- the figures -----------------------------------------------------------------------

@@ -33,7 +33,7 @@ import os
 import tempfile
 
 from ._runner import Figure, Side, Target
-from ._util import scratch_dir, shared_sample
+from ._util import shared_figure
 
 __all__ = ["FIGURES"]
 
@@ -173,16 +173,11 @@ def _session(impl: str, starts: int) -> dict:
             "command": " ".join([cmd[0], *cmd[1]])}
 
 
-def _scratch_root() -> str:
-    return os.path.join(tempfile.gettempdir(), f"gvthread-bench-shell-{os.getuid()}")
-
-
 def session(impl: str, metric: str, **params):
     """``metric`` of one session with ``impl`` (the n-th child asking for a metric of a
     side reads that side's n-th session, made by whichever child needed it first)."""
-    sample = shared_sample(scratch_dir("shell", _scratch_root()), {"impl": impl, **params},
-                           metric, lambda: _session(impl, **params))
-    return {"value": sample[metric], "info": sample}
+    return shared_figure("shell", {"impl": impl, **params}, metric, metric,
+                         lambda: _session(impl, **params))
 
 
 # -- the figures -----------------------------------------------------------------------

@@ -20,8 +20,10 @@ import time
 from collections import OrderedDict
 from typing import Any, Callable, Optional
 
+from IPython.core.error import UsageError
+
 from gvkernel import tables
-from gvkernel.protocol import MAX_PAGE
+from gvkernel.protocol import parse_gvps, parse_ids
 
 
 class LocalBackend:
@@ -40,22 +42,12 @@ class LocalBackend:
         from gvkernel import inspection
         rt = self.runtime
         try:
-            if msg_type == "gv_list_request":
-                reply = inspection.gv_list(rt, content)
-            elif msg_type == "gv_stack_request":
-                reply = inspection.gv_stack(rt, content)
-            elif msg_type == "gv_channels_request":
-                reply = inspection.gv_channels(rt, content)
-            elif msg_type == "gv_stats_request":
-                reply = inspection.gv_stats(rt, content)
-            elif msg_type == "gv_cancel_request":
-                reply = inspection.gv_cancel(rt, content)
-            elif msg_type == "gv_spawn_request":
+            if msg_type == "gv_spawn_request":
                 h = self.spawn(content["code"], content.get("name"),
                                content.get("priority", "normal"))
                 reply = {"id": h.id, "name": h.name, "handle": h}
             else:
-                raise ValueError(f"unknown request {msg_type}")
+                reply = inspection.answer(rt, msg_type, content)
         except (inspection.RequestError, KeyError) as e:
             return {"status": "error", "ename": type(e).__name__, "evalue": str(e)}
         reply["status"] = "ok"
@@ -178,6 +170,14 @@ class RemoteBackend:
         self.kc.stop_channels()
 
 
+def _usage(parse, *args):
+    """parse(*args), its ValueError as IPython's UsageError."""
+    try:
+        return parse(*args)
+    except ValueError as e:
+        raise UsageError(str(e)) from None
+
+
 _OPT_USAGE = "usage: %gvspawn [--name N] [--priority P] CODE"
 
 
@@ -193,7 +193,6 @@ class GVMagics:
 
     def _ok(self, reply: dict) -> dict:
         if reply.get("status") != "ok":
-            from IPython.core.error import UsageError
             raise UsageError(f"{reply.get('ename', 'Error')}: {reply.get('evalue', '')}")
         return reply
 
@@ -209,7 +208,6 @@ class GVMagics:
         try:
             path = find_connection_file(path)
         except OSError as e:
-            from IPython.core.error import UsageError
             raise UsageError(f"%gvconnect: {e}") from None
         self.backend = RemoteBackend(path)
         print(f"gv magics: connected to the kernel of {path}")
@@ -219,11 +217,9 @@ class GVMagics:
         opts, code = parse_spawn_args(line)
         if cell is not None:
             if code:
-                from IPython.core.error import UsageError
-                raise UsageError("%%gvspawn takes options only; the code is the cell")
+                    raise UsageError("%%gvspawn takes options only; the code is the cell")
             code = cell
         if not code.strip():
-            from IPython.core.error import UsageError
             raise UsageError(_OPT_USAGE)
         reply = self._ok(self._backend().request("gv_spawn_request", {
             "code": code, "name": opts.get("name"), "priority": opts.get("priority", "normal")}))
@@ -233,28 +229,11 @@ class GVMagics:
         return None
 
     def gvps(self, line: str) -> None:
-        content: dict[str, Any] = {"limit": 100}
-        args = iter(shlex.split(line))
-        for a in args:
-            key = {"--state": "state", "--name": "name", "--priority": "priority"}.get(a)
-            if key:
-                content[key] = next(args, None)
-            elif a == "--all":
-                content["limit"] = MAX_PAGE
-            else:
-                from IPython.core.error import UsageError
-                raise UsageError("usage: %gvps [--state S] [--name N] [--priority P] [--all]")
+        content = _usage(parse_gvps, shlex.split(line))
         print(tables.gvps(self._ok(self._backend().request("gv_list_request", content))))
 
     def _ids(self, line: str, what: str) -> list[int]:
-        try:
-            ids = [int(x) for x in line.replace(",", " ").split()]
-        except ValueError:
-            ids = []
-        if not ids:
-            from IPython.core.error import UsageError
-            raise UsageError(f"usage: %{what} ID [ID...]")
-        return ids
+        return _usage(parse_ids, line.split(), what)
 
     def gvstack(self, line: str) -> None:
         ids = self._ids(line, "gvstack")

@@ -11,11 +11,11 @@ these names is taken; `x = %gvps` is code.
 """
 from __future__ import annotations
 
-import argparse
 import shlex
 from typing import Callable, Optional
 
 from gvkernel import tables
+from gvkernel.protocol import parse_gvps, parse_ids
 
 from gvshell.client import REPLY_TIMEOUT, Connection
 
@@ -26,18 +26,11 @@ class MagicError(Exception):
     pass
 
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str):  # type: ignore[override]
-        raise MagicError(f"%{self.prog}: {message}")
-
-
 def _ids(words: list[str], magic: str, allow_empty: bool = False) -> list[int]:
-    if not words and not allow_empty:
-        raise MagicError(f"usage: %{magic} ID...")
     try:
-        return [int(w) for w in words]
-    except ValueError:
-        raise MagicError(f"%{magic}: GVThread ids are integers, not {words!r}") from None
+        return parse_ids(words, magic, allow_empty)
+    except ValueError as e:
+        raise MagicError(str(e)) from None
 
 
 def parse(line: str) -> Optional[tuple[str, list[str]]]:
@@ -70,18 +63,11 @@ def _checked(reply: dict) -> dict:
 
 
 def gvps(conn: Connection, words: list[str]) -> str:
-    p = _Parser(prog="gvps", add_help=False)
-    p.add_argument("--state", action="append", default=[])
-    p.add_argument("--name")
-    p.add_argument("--limit", type=int, default=100)
-    a = p.parse_args(words)
-    content: dict = {"cursor": 0, "limit": a.limit}
-    states = [s for arg in a.state for s in arg.split(",") if s]
-    if states:
-        content["state"] = states
-    if a.name:
-        content["name"] = a.name
-    return tables.gvps(_request(conn, "gv_list_request", content))
+    try:
+        content = parse_gvps(words)
+    except ValueError as e:
+        raise MagicError(str(e)) from None
+    return tables.gvps(_request(conn, "gv_list_request", {"cursor": 0, **content}))
 
 
 def gvstack(conn: Connection, words: list[str]) -> str:

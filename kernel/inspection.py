@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import time
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 import gvthread
 from gvthread._types import Priority, State, WaitKind, coerce_priority
@@ -173,3 +173,17 @@ def gv_cancel(rt: gvthread.Runtime, content: dict) -> dict:
         except KeyError:
             out[str(gid)] = None
     return {"cancelled": out}
+
+
+_ANSWERS = {"gv_list_request": gv_list, "gv_stack_request": gv_stack,
+            "gv_channels_request": gv_channels, "gv_cancel_request": gv_cancel}
+
+
+def answer(rt: gvthread.Runtime, msg_type: str, content: dict,
+           stats_extra: Optional[Callable[[], dict]] = None) -> dict:
+    """The reply content of any gv_* request but gv_spawn (which needs a namespace to run
+    in): the kernel and the IPython extension's in-process back end both answer here.
+    RequestError for bad arguments; KeyError for a msg_type that is not one of ours."""
+    if msg_type == "gv_stats_request":
+        return gv_stats(rt, content, stats_extra() if stats_extra else None)
+    return _ANSWERS[msg_type](rt, content)

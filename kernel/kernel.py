@@ -65,7 +65,10 @@ _output_ctx: contextvars.ContextVar = contextvars.ContextVar("gvkernel_output", 
 
 
 class StdinNotImplementedError(RuntimeError):
-    """input() in a request that did not allow stdin (as ipykernel says it)."""
+    """input() in a request that did not allow stdin.  The same name as IPython's
+    (IPython.core.error), which ipykernel raises and clients recognise by `ename`; not
+    that class itself, because importing it loads all of IPython, too slow for the
+    kernel's start and too deep for a GVThread's stack if it happens on first use."""
 
 
 # Requests whose handling publishes nothing on iopub but its status.
@@ -396,17 +399,10 @@ class Kernel:
                 self._reap_unstarted()
             try:
                 ready = dict(poller.poll(100))
-            except zmq.ZMQError as e:
-                if self._stop.is_set():
-                    return
-                log.error("%s socket: %s", channel, e)
-                time.sleep(0.05)
-                continue
-            if pull in ready:
-                self._forward_replies(pull, sock, channel)
-            if sock not in ready:
-                continue
-            try:
+                if pull in ready:
+                    self._forward_replies(pull, sock, channel)
+                if sock not in ready:
+                    continue
                 frames = sock.recv_multipart(zmq.NOBLOCK)
             except zmq.Again:
                 continue
@@ -651,20 +647,12 @@ class Kernel:
     # -- gv_* ----------------------------------------------------------------
     def gv_request(self, msg_type: str, idents: list, msg: dict) -> None:
         c = msg["content"]
-        kind = msg_type[: -len("_request")]
         try:
-            if kind == "gv_list":
-                content = inspection.gv_list(self.runtime, c)
-            elif kind == "gv_stack":
-                content = inspection.gv_stack(self.runtime, c)
-            elif kind == "gv_channels":
-                content = inspection.gv_channels(self.runtime, c)
-            elif kind == "gv_stats":
-                content = inspection.gv_stats(self.runtime, c, {"kernel": self.kernel_stats()})
-            elif kind == "gv_cancel":
-                content = inspection.gv_cancel(self.runtime, c)
-            else:
+            if msg_type == "gv_spawn_request":
                 content = self.gv_spawn(msg, idents, c)
+            else:
+                content = inspection.answer(self.runtime, msg_type, c,
+                                            lambda: {"kernel": self.kernel_stats()})
         except (inspection.RequestError, ValueError, TypeError, SyntaxError,
                 gvthread.SlotsExhausted) as e:  # a full runtime is the user's, not a bug
             self.reply(msg, idents, _reply_type(msg_type), {

@@ -14,11 +14,19 @@ from typing import Any, Callable, Optional
 
 import gvthread
 from gvkernel import inspection, introspect, tables
-from gvkernel.protocol import parse_spawn_args
+from gvkernel.protocol import parse_gvps, parse_ids, parse_spawn_args
 
 
 class UsageError(Exception):
     pass
+
+
+def _usage(parse, *args):
+    """parse(*args), its ValueError as our UsageError."""
+    try:
+        return parse(*args)
+    except ValueError as e:
+        raise UsageError(str(e)) from None
 
 
 class Magics:
@@ -95,31 +103,11 @@ class Magics:
                                             priority=opts.get("priority", "normal"))
 
     def gvps(self, line: str) -> None:
-        args = shlex.split(line)
-        content: dict[str, Any] = {"limit": 100}
-        it = iter(args)
-        for a in it:
-            if a in ("--state", "-s"):
-                content["state"] = next(it, None)
-            elif a in ("--name", "-n"):
-                content["name"] = next(it, None)
-            elif a in ("--priority", "-p"):
-                content["priority"] = next(it, None)
-            elif a in ("--all", "-a"):
-                content["limit"] = inspection.MAX_PAGE
-            else:
-                raise UsageError("usage: %gvps [--state S] [--name SUBSTR] [--priority P] "
-                                 "[--all]")
-        print(tables.gvps(inspection.gv_list(self.kernel.runtime, content)))
+        print(tables.gvps(inspection.gv_list(self.kernel.runtime,
+                                             _usage(parse_gvps, shlex.split(line)))))
 
-    def _ids(self, line: str, what: str) -> list[int]:
-        try:
-            ids = [int(x) for x in line.replace(",", " ").split()]
-        except ValueError:
-            ids = []
-        if not ids:
-            raise UsageError(f"usage: %{what} ID [ID...]")
-        return ids
+    def _ids(self, line: str, what: str, allow_empty: bool = False) -> list[int]:
+        return _usage(parse_ids, line.split(), what, allow_empty)
 
     def gvstack(self, line: str) -> None:
         ids = self._ids(line, "gvstack")
