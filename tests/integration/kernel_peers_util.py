@@ -118,6 +118,10 @@ class KernelProcess:
             pass
 
 
+#: How long a send may wait for a pipe to the kernel before it counts as undeliverable.
+SEND_TIMEOUT_MS = 5000
+
+
 class RawClient:
     """A hand-made client: DEALER on shell and control, SUB on iopub, exact frames."""
 
@@ -134,6 +138,9 @@ class RawClient:
                            ("iopub", zmq.SUB)):
             s = self.ctx.socket(kind)
             s.linger = 0
+            # A DEALER with no live pipe blocks in send; with wrong CURVE keys libzmq
+            # drops the pipe after each failed handshake, so an unbounded send can hang.
+            s.sndtimeo = SEND_TIMEOUT_MS
             if curve:
                 s.curve_serverkey = curve["curve_server_public"].encode()
                 s.curve_publickey = curve["curve_client_public"].encode()
@@ -185,7 +192,10 @@ class RawClient:
     def request(self, msg_type: str, content: dict, channel: str = "shell",
                 timeout: float = 10.0) -> Optional[dict]:
         msg_id, frames = self.frames(msg_type, content)
-        self.send_frames(frames, channel)
+        try:
+            self.send_frames(frames, channel)
+        except zmq.Again:
+            return None  # never even queued: no peer would take it, so no reply
         return self.recv_reply(msg_id, channel, timeout)
 
     def close(self) -> None:
