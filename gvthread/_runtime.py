@@ -33,6 +33,12 @@ class Runtime:
 
     Use as a context manager; leaving the block waits for every GVThread
     spawned on it, then stops the workers.
+
+    The first Runtime of a process replaces builtins.compile, eval and exec
+    with wrappers that, inside GVThreads, parse and compile source on a
+    borrowed 8 MiB stack (CPython's parser outgrows a GVThread's stack on
+    deeply nested source); they behave as the builtins do, and outside
+    GVThreads they only forward.
     """
 
     def __init__(self, workers: Optional[int] = None, stack_size: int = 256 * 1024,
@@ -73,6 +79,10 @@ class Runtime:
                 raise MemoryError(f"cannot reserve {max_gvthreads} stacks of {stack_size} bytes")
             raise _core.SchedError(f"cannot start the runtime (error {err[0]})")
         self._rt = rt
+        # CPython's parser and compiler recurse past any slot-sized stack on legal
+        # input (eval("[" * 199 + "]" * 199)); inside GVThreads, builtins.compile,
+        # eval and exec of source text now parse on a borrowed 8 MiB stack.
+        _core.install_compile_guard()
         self._core = _core.Core(int(ffi.cast("uintptr_t", rt)))
         self.spawn = self._core.spawn  # the hot path, in C
         self._lock = threading.Lock()

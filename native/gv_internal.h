@@ -208,6 +208,13 @@ static inline char *gv_slot_base(struct gv_slots *s, uint32_t idx) {
     return s->base + (size_t)idx * s->slot_size;
 }
 #define GV_CANARY 0x6776746872656164ull /* "gvthread" */
+/* Borrowed stacks (stack.c; Go's systemstack): run fn(arg) for GVThread g,
+ * the caller, on an 8 MiB stack taken from a process-wide pool, for C code
+ * whose recursion no counter bounds (CPython's parser and compiler).  g may
+ * park and move to another worker meanwhile; the stack stays its own until
+ * fn returns.  Returns 0 if no stack could be had (fn did not run). */
+#define GV_BIGSTACK_SIZE ((size_t)8 << 20)
+int gv_call_on_bigstack(gv_gvt *g, void (*fn)(void *), void *arg);
 #define GV_CHUNK_BYTES (16u * 1024u)    /* CPython's _PY_DATA_STACK_CHUNK_SIZE */
 #define GV_SLOT_TOP_PAD 1024u           /* see slot layout in stack.c */
 

@@ -1025,6 +1025,9 @@ static PyMethodDef mod_methods[] = {
     {"current_core", mod_current_core, METH_NOARGS, NULL},
     {"stack_free", mod_stack_free, METH_NOARGS,
      "Bytes of C stack left below the caller (None outside a GVThread)."},
+    {"install_compile_guard", gv_py_install_compile_guard, METH_NOARGS,
+     "Replace builtins.compile/eval/exec with wrappers that parse and compile on a\n"
+     "borrowed 8 MiB stack inside GVThreads (native/pycompile.c); once per process."},
     {"set_enums", mod_set_enums, METH_VARARGS, NULL},
     {"set_hooks", mod_set_hooks, METH_VARARGS, NULL},
     {"native_api", mod_native_api, METH_NOARGS,

@@ -25,6 +25,7 @@
 #include "gv_internal.h"
 
 #include <errno.h>
+#include <stdlib.h>
 #include <linux/futex.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -38,6 +39,7 @@
 
 #if GV_ASAN
 #include <sanitizer/asan_interface.h>
+#include <sanitizer/common_interface_defs.h>
 #endif
 
 void gv_fatal(const char *file, int line, const char *cond, const char *msg) {
@@ -306,4 +308,120 @@ uint32_t gv_slots_test_in_use(gv_slots_t *s) {
     uint32_t n = s->in_use;
     pthread_mutex_unlock(&s->lock);
     return n;
+}
+
+/* ---- borrowed stacks ----
+ *
+ * Why: a GVThread's slot is small (256 KiB by default), and the recursion
+ * bound (pybridge.c) covers only what CPython counts.  CPython's parser
+ * counts its depth against its own limit (6,000 rule levels) and its
+ * compiler against sys.getrecursionlimit() x 3, neither of which knows the
+ * stack size: a legal `eval("[" * 199 + "]" * 199)` needs 256-512 KiB and a
+ * 20,000-deep unary minus 0.5-1 MiB before CPython reports an error, so on a
+ * slot they were a SIGSEGV.  pycompile.c runs compile() on one of these
+ * instead, as deep as a main thread's stack.
+ *
+ * A stack is an 8 MiB MAP_NORESERVE mapping with a PROT_NONE guard page;
+ * they are few (one per GVThread compiling at that moment, usually at most
+ * one per worker), so a VMA split each is fine.  Pages a deep call touched
+ * are given back when the stack returns to the pool: a canary word 256 KiB
+ * below the top tells whether the call went that deep. */
+#define BIG_KEEP ((size_t)256 << 10)
+
+typedef struct gv_bigstack {
+    struct gv_bigstack *next;
+    char *lo;               /* lowest usable byte, above the guard page */
+} gv_bigstack;
+
+static gv_spin big_lock;
+static gv_bigstack *big_free;
+
+static uint64_t *big_mark(gv_bigstack *b) {
+    return (uint64_t *)(b->lo + GV_BIGSTACK_SIZE - BIG_KEEP);
+}
+
+static gv_bigstack *big_take(void) {
+    gv_spin_lock(&big_lock);
+    gv_bigstack *b = big_free;
+    if (b)
+        big_free = b->next;
+    gv_spin_unlock(&big_lock);
+    if (b)
+        return b;
+    b = malloc(sizeof *b);
+    if (!b)
+        return NULL;
+    char *m = mmap(NULL, GV_BIGSTACK_SIZE + GV_PAGE, PROT_READ | PROT_WRITE,
+                   MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_STACK, -1, 0);
+    if (m == MAP_FAILED) {
+        free(b);
+        return NULL;
+    }
+    if (mprotect(m, GV_PAGE, PROT_NONE) != 0) {
+        munmap(m, GV_BIGSTACK_SIZE + GV_PAGE);
+        free(b);
+        return NULL;
+    }
+    b->lo = m + GV_PAGE;
+    *big_mark(b) = GV_CANARY;
+    return b;
+}
+
+static void big_give(gv_bigstack *b) {
+    if (*big_mark(b) != GV_CANARY) { /* went deep: let the pages go */
+        madvise(b->lo, GV_BIGSTACK_SIZE - BIG_KEEP + sizeof(uint64_t), MADV_DONTNEED);
+        *big_mark(b) = GV_CANARY;
+    }
+    gv_spin_lock(&big_lock);
+    b->next = big_free;
+    big_free = b;
+    gv_spin_unlock(&big_lock);
+}
+
+struct big_call {
+    gv_ctx back;            /* the caller, on its slot */
+    gv_ctx here;            /* the call, on the borrowed stack */
+    void (*fn)(void *);
+    void *arg;
+    const void *back_lo;    /* the slot's stack bounds, for ASan */
+    size_t back_size;
+};
+
+static void big_entry(void *p) {
+    struct big_call *c = p;
+#if GV_ASAN
+    __sanitizer_finish_switch_fiber(NULL, NULL, NULL);
+#endif
+    c->fn(c->arg);
+#if GV_ASAN
+    /* NULL: this context ends here, ASan may drop its fake frames. */
+    __sanitizer_start_switch_fiber(NULL, c->back_lo, c->back_size);
+#endif
+    gv_ctx_switch(&c->here, &c->back);
+    GV_CHECK(0, "a finished borrowed-stack call was resumed");
+}
+
+int gv_call_on_bigstack(gv_gvt *g, void (*fn)(void *), void *arg) {
+    gv_bigstack *b = big_take();
+    if (!b)
+        return 0;
+    struct big_call c = {.fn = fn, .arg = arg, .back_lo = g->stack_lo,
+                         .back_size = g->stack_size};
+    gv_ctx_init(&c.here, b->lo, GV_BIGSTACK_SIZE, big_entry, &c);
+    /* While fn runs, g's stack is the borrowed one: if g parks in there, the
+     * scheduler's ASan annotations at its next switch-in must name it. */
+    g->stack_lo = b->lo;
+    g->stack_size = GV_BIGSTACK_SIZE;
+#if GV_ASAN
+    void *fake = NULL;
+    __sanitizer_start_switch_fiber(&fake, b->lo, GV_BIGSTACK_SIZE);
+#endif
+    gv_ctx_switch(&c.back, &c.here);
+#if GV_ASAN
+    __sanitizer_finish_switch_fiber(fake, NULL, NULL);
+#endif
+    g->stack_lo = (void *)c.back_lo;
+    g->stack_size = c.back_size;
+    big_give(b);
+    return 1;
 }

@@ -525,6 +525,22 @@ def test_user_failures_leave_kernel_alive(kernel, code, ename):
     assert result_text(msgs) == "'still here'"
 
 
+def test_deeply_nested_source_leaves_kernel_alive(kernel):
+    """Legal but deeply nested source, in a cell and through eval/compile in one: CPython's
+    parser overflowed the GVThread's stack into SIGSEGV before the kernel could answer;
+    it now parses on a borrowed stack (native/pycompile.c)."""
+    r, msgs = kernel.execute_ok("len(eval('[' * 199 + ']' * 199))")
+    assert result_text(msgs) == "1"
+    r, msgs = kernel.execute_ok("x = " + "(" * 199 + "1" + ")" * 199 + "\nx")
+    assert result_text(msgs) == "1"
+    for cell in ("eval('-' * 20000 + '1')", "-" * 20000 + "1",
+                 "import ast; ast.parse('not ' * 20000 + 'x')"):
+        reply, msgs = kernel.execute(cell)
+        assert reply["content"]["status"] == "error"
+        assert reply["content"]["ename"] in ("MemoryError", "RecursionError"), reply["content"]
+    assert_alive(kernel)
+
+
 def test_huge_output_is_truncated(kernel):
     reply, msgs = kernel.execute("print('x' * 50_000_000)", timeout=60)
     assert reply["content"]["status"] == "ok"

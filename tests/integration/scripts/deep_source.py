@@ -1,0 +1,86 @@
+"""Deeply nested but legal source, parsed and compiled inside GVThreads.
+
+usage: deep_source.py STACK_KIB
+Prints one line per shape and exits 1 if any shape ended otherwise than expected.
+CPython's parser and compiler bound their recursion by limits of their own (6,000
+parser levels; sys.getrecursionlimit() x 3 compiler levels) that do not know the
+stack: on a GVThread's slot these overflowed into SIGSEGV (the caller sees a
+signal), until compile(), eval() and exec() of source moved to a borrowed stack
+(native/pycompile.c).
+"""
+import ast
+import sys
+import threading
+
+import gvthread
+from gvthread import Runtime
+
+DEEP = 20_000
+# Each: (name, callable, the outcomes allowed).  "ok" = returned.
+RAISES = {"RecursionError", "MemoryError", "SyntaxError"}
+TREE = ast.parse("+".join(["1"] * 2000), mode="eval")  # built here, compiled in a GVThread
+SHAPES = [
+    ("eval brackets 199", lambda: len(eval("[" * 199 + "]" * 199)), {"ok"}),
+    ("eval parens 199", lambda: eval("(" * 199 + ")" * 199), {"ok"}),
+    ("exec dict 199", lambda: exec("x = " + "{1: " * 199 + "1" + "}" * 199, {}), {"ok"}),
+    ("ast.parse calls 199", lambda: ast.parse("f" + "(" * 199 + ")" * 199), {"ok"}),
+    ("literal_eval 199", lambda: len(ast.literal_eval("[" * 199 + "]" * 199)),
+     {"ok", "RecursionError"}),
+    ("eval unary minus", lambda: eval("-" * DEEP + "1"), RAISES),
+    ("exec not chain", lambda: exec("x = " + "not " * DEEP + "1", {}), RAISES),
+    ("compile lambda chain", lambda: compile("lambda: " * DEEP + "1", "s", "eval"), RAISES),
+    ("ast.parse ternary chain", lambda: ast.parse("1 if 1 else " * DEEP + "1"), RAISES),
+    ("compile power chain", lambda: compile("2 ** " * DEEP + "1", "s", "eval"), RAISES),
+    ("exec sum chain", lambda: exec("x = " + "+".join(["1"] * 200_000), {}), RAISES),
+    ("eval attribute chain", lambda: eval("x" + ".a" * 200_000, {"x": None}),
+     RAISES | {"AttributeError"}),
+    ("compile deep AST", lambda: eval(compile(TREE, "s", "eval")), {"ok", "RecursionError"}),
+]
+
+
+def run(fn):
+    try:
+        fn()
+        return "ok"
+    except BaseException as e:  # noqa: BLE001 - judged by the caller
+        return type(e).__name__
+
+
+def parked_inside_compile(rt):
+    """A GVThread that parks while compiling (an audit hook sleeps on the "compile"
+    event) keeps its borrowed stack; another compiles meanwhile on the same worker."""
+    sleeping = threading.local()
+
+    def hook(event, args):
+        if event == "compile" and gvthread.current_id() is not None and not sleeping.__dict__:
+            sleeping.on = True
+            try:
+                gvthread.sleep(0.02)
+            finally:
+                del sleeping.on
+
+    sys.addaudithook(hook)  # for good: this is the script's last shape
+    src = "[" * 150 + "]" * 150
+    hs = [rt.spawn(lambda: len(eval(src))) for _ in range(8)]
+    return [h.join() for h in hs] == [1] * 8
+
+
+def main():
+    kib = int(sys.argv[1])
+    bad = []
+    with Runtime(workers=1, stack_size=kib * 1024) as rt:
+        for name, fn, allowed in SHAPES:
+            outcome = rt.spawn(run, fn).join()
+            print(f"{name}: {outcome}", flush=True)
+            if outcome not in allowed:
+                bad.append(name)
+        ok = parked_inside_compile(rt)
+        print(f"parked inside compile: {'ok' if ok else 'wrong results'}", flush=True)
+        if not ok:
+            bad.append("parked")
+    print("bad:", bad)
+    sys.exit(1 if bad else 0)
+
+
+if __name__ == "__main__":
+    main()
