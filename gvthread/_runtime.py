@@ -83,6 +83,9 @@ class Runtime:
         # input (eval("[" * 199 + "]" * 199)); inside GVThreads, builtins.compile,
         # eval and exec of source text now parse on a borrowed 8 MiB stack.
         _core.install_compile_guard()
+        # 3.11's sys.setrecursionlimit rewrites every thread's recursion counter,
+        # GVThreads' stack-sized bounds included (native/pybridge.c).
+        _core.install_recursion_guard()
         self._core = _core.Core(int(ffi.cast("uintptr_t", rt)))
         self.spawn = self._core.spawn  # the hot path, in C
         self._lock = threading.Lock()

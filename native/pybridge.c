@@ -473,10 +473,32 @@ void gv_py_native_exit(gv_thr *t, gv_gvt *g) {
 
 /* ------------------------------------------------------------ Core */
 
-typedef struct {
+typedef struct CoreObject {
     PyObject_HEAD
     gv_runtime *rt;
+    struct CoreObject *prev, *next; /* live_cores, under the GIL */
 } CoreObject;
+
+/* Cores with a runtime, for sys.setrecursionlimit's fix-up (3.11). */
+static CoreObject *live_cores;
+
+static void core_link(CoreObject *c) {
+    c->prev = NULL;
+    c->next = live_cores;
+    if (live_cores)
+        live_cores->prev = c;
+    live_cores = c;
+}
+
+static void core_unlink(CoreObject *c) {
+    if (c->prev)
+        c->prev->next = c->next;
+    else if (live_cores == c)
+        live_cores = c->next;
+    if (c->next)
+        c->next->prev = c->prev;
+    c->prev = c->next = NULL;
+}
 
 static PyTypeObject CoreType;
 
@@ -490,7 +512,10 @@ static int core_init(CoreObject *self, PyObject *args, PyObject *kw) {
         PyErr_SetString(PyExc_ValueError, "null runtime");
         return -1;
     }
+    if (self->rt)
+        core_unlink(self);
     self->rt = rt;
+    core_link(self);
     rt->interp = PyInterpreterState_Get();
     rt->pycore = self;
     /* C stack left for Python after the guard, the top pad and the in-slot
@@ -516,6 +541,8 @@ static int core_init(CoreObject *self, PyObject *args, PyObject *kw) {
 static void core_dealloc(CoreObject *self) {
     if (self->rt && self->rt->pycore == self)
         self->rt->pycore = NULL;
+    if (self->rt)
+        core_unlink(self);
     Py_TYPE(self)->tp_free((PyObject *)self);
 }
 
@@ -524,6 +551,8 @@ static PyObject *core_detach(CoreObject *self, PyObject *unused) {
     (void)unused;
     if (self->rt && self->rt->pycore == self)
         self->rt->pycore = NULL;
+    if (self->rt)
+        core_unlink(self);
     self->rt = NULL;
     Py_RETURN_NONE;
 }
@@ -687,6 +716,86 @@ static gv_gvt *scan_next(gv_runtime *rt, uint32_t *pos) {
             return g;
     }
     return NULL;
+}
+
+/* sys.setrecursionlimit on 3.11.
+ *
+ * 3.11's Py_SetRecursionLimit rewrites every tstate's counter to keep its
+ * depth (limit - remaining) under the new limit.  A Python GVThread's counter
+ * is cut to what its slot holds (set_recursion_bound: remaining = B - d, with
+ * B = min(units, limit) and d its real depth), which that rewrite undid: after
+ * a common sys.setrecursionlimit(10000), C recursion in any GVThread ran
+ * past its slot into SIGSEGV; after a lower limit, every GVThread hit
+ * RecursionError at once.  The wrapper below lets CPython do its rewrite and
+ * then moves each GVThread back to B(new) - d.  The caller, if a GVThread,
+ * is shown to CPython at its real depth first, so that "the limit is too low"
+ * is judged as on a plain thread.  3.12+ keep the C counter apart from the
+ * limit, so they need none of it. */
+#if PY_VERSION_HEX < 0x030C0000
+static PyObject *orig_setrecursionlimit;
+
+static int slot_budget(gv_runtime *rt, int limit) {
+    return rt->py_recursion_units < limit ? rt->py_recursion_units : limit;
+}
+
+static PyObject *w_setrecursionlimit(PyObject *self, PyObject *arg) {
+    (void)self;
+    int old = Py_GetRecursionLimit();
+    gv_gvt *me = gv_current();
+    PyThreadState *my_ts = me && !me->native ? (PyThreadState *)me->tstate : NULL;
+    int my_rem = 0, my_depth = 0;
+    if (my_ts) {
+        my_rem = my_ts->recursion_remaining;
+        my_depth = slot_budget(me->rt, old) - my_rem;
+        my_ts->recursion_remaining = old - my_depth;
+    }
+    PyObject *r = PyObject_CallOneArg(orig_setrecursionlimit, arg);
+    int new = Py_GetRecursionLimit();
+    if (r && new != old) {
+        for (CoreObject *c = live_cores; c; c = c->next) {
+            int shift = (slot_budget(c->rt, new) - slot_budget(c->rt, old)) - (new - old);
+            uint32_t pos = 0;
+            for (gv_gvt *g; (g = scan_next(c->rt, &pos));)
+                if (!g->native && g->tstate && g->tstate != my_ts)
+                    ((PyThreadState *)g->tstate)->recursion_remaining += shift;
+        }
+    }
+    if (my_ts)
+        my_ts->recursion_remaining = r ? slot_budget(me->rt, new) - my_depth : my_rem;
+    return r;
+}
+
+static PyMethodDef w_setrecursionlimit_def = {
+    "setrecursionlimit", w_setrecursionlimit, METH_O, NULL};
+#endif
+
+static PyObject *mod_install_recursion_guard(PyObject *m, PyObject *unused) {
+    (void)m;
+    (void)unused;
+#if PY_VERSION_HEX < 0x030C0000
+    if (orig_setrecursionlimit)
+        Py_RETURN_NONE; /* once per process: outside GVThreads it only forwards */
+    PyObject *sys = PyImport_ImportModule("sys");
+    if (!sys)
+        return NULL;
+    PyObject *orig = PyObject_GetAttrString(sys, "setrecursionlimit");
+    PyObject *name = PyUnicode_FromString("sys"), *w = NULL;
+    if (orig && name) {
+        if (PyCFunction_Check(orig)) /* its raw doc carries the signature */
+            w_setrecursionlimit_def.ml_doc = ((PyCFunctionObject *)orig)->m_ml->ml_doc;
+        w = PyCFunction_NewEx(&w_setrecursionlimit_def, sys, name);
+    }
+    int rc = w ? PyObject_SetAttrString(sys, "setrecursionlimit", w) : -1;
+    Py_XDECREF(w);
+    Py_XDECREF(name);
+    Py_DECREF(sys);
+    if (rc < 0) {
+        Py_XDECREF(orig);
+        return NULL;
+    }
+    orig_setrecursionlimit = orig;
+#endif
+    Py_RETURN_NONE;
 }
 
 static PyObject *snap_name(gv_gvt *g) {
@@ -1025,6 +1134,9 @@ static PyMethodDef mod_methods[] = {
     {"current_core", mod_current_core, METH_NOARGS, NULL},
     {"stack_free", mod_stack_free, METH_NOARGS,
      "Bytes of C stack left below the caller (None outside a GVThread)."},
+    {"install_recursion_guard", mod_install_recursion_guard, METH_NOARGS,
+     "3.11: wrap sys.setrecursionlimit so that GVThreads keep their stack-sized\n"
+     "recursion bound across it; a no-op on 3.12+.  Once per process."},
     {"install_compile_guard", gv_py_install_compile_guard, METH_NOARGS,
      "Replace builtins.compile/eval/exec with wrappers that parse and compile on a\n"
      "borrowed 8 MiB stack inside GVThreads (native/pycompile.c); once per process."},

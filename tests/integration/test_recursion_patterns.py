@@ -21,3 +21,14 @@ def test_every_shape_raises_recursionerror(kib):
     assert p.returncode == 0, (
         f"stack {kib} KiB: exit {p.returncode}\n{p.stdout}\n{p.stderr[-3000:]}")
     assert p.stdout.count("RecursionError") == 13, p.stdout
+
+
+def test_recursion_limit_changes_keep_gvthreads_bounded():
+    """sys.setrecursionlimit raised or lowered, inside a GVThread or outside while
+    GVThreads are parked: C recursion still ends in RecursionError, modest recursion
+    still works, and a limit below the caller's real depth is refused as on a thread."""
+    p = subprocess.run([sys.executable, "-X", "faulthandler",
+                        f"{SCRIPTS_DIR}/recursion_limit_changes.py"],
+                       capture_output=True, text=True, timeout=170)
+    assert p.returncode == 0, f"exit {p.returncode}\n{p.stdout}\n{p.stderr[-3000:]}"
+    assert "bad: []" in p.stdout, p.stdout
