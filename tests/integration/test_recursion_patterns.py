@@ -10,7 +10,7 @@ import sys
 
 import pytest
 
-from gvtest_support import SCRIPTS_DIR
+from gvtest_support import SCRIPTS_DIR, describe, run_script
 
 
 @pytest.mark.parametrize("kib", [128, 256, 1024])
@@ -27,8 +27,6 @@ def test_recursion_limit_changes_keep_gvthreads_bounded():
     """sys.setrecursionlimit raised or lowered, inside a GVThread or outside while
     GVThreads are parked: C recursion still ends in RecursionError, modest recursion
     still works, and a limit below the caller's real depth is refused as on a thread."""
-    p = subprocess.run([sys.executable, "-X", "faulthandler",
-                        f"{SCRIPTS_DIR}/recursion_limit_changes.py"],
-                       capture_output=True, text=True, timeout=170)
-    assert p.returncode == 0, f"exit {p.returncode}\n{p.stdout}\n{p.stderr[-3000:]}"
-    assert "bad: []" in p.stdout, p.stdout
+    res = run_script("recursion_limit_changes.py", timeout=170)
+    assert res.returncode == 0, describe(res)
+    assert "bad: []" in res.stdout, res.stdout

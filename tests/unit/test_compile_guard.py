@@ -10,12 +10,11 @@ import ast
 import builtins
 import inspect
 import pickle
-import subprocess
 import sys
 
 import pytest
 
-from gvtest_support import SCRIPTS_DIR
+from gvtest_support import describe, run_script
 
 
 def outcome(fn):
@@ -131,9 +130,6 @@ def test_builtins_still_look_like_builtins(rt):
 @pytest.mark.parametrize("kib", [128, 256, 1024])
 def test_deep_source_shapes_raise_instead_of_crashing(kib):
     """Every shape in a subprocess: without the borrowed stack most were a SIGSEGV."""
-    p = subprocess.run([sys.executable, "-X", "faulthandler",
-                        f"{SCRIPTS_DIR}/deep_source.py", str(kib)],
-                       capture_output=True, text=True, timeout=170)
-    assert p.returncode == 0, (
-        f"stack {kib} KiB: exit {p.returncode}\n{p.stdout}\n{p.stderr[-3000:]}")
-    assert "parked inside compile: ok" in p.stdout, p.stdout
+    res = run_script("deep_source.py", kib, timeout=170)
+    assert res.returncode == 0, describe(res)
+    assert "parked inside compile: ok" in res.stdout, res.stdout
