@@ -35,10 +35,12 @@ class Runtime:
     spawned on it, then stops the workers.
 
     The first Runtime of a process replaces builtins.compile, eval and exec
-    with wrappers that, inside GVThreads, parse and compile source on a
-    borrowed 8 MiB stack (CPython's parser outgrows a GVThread's stack on
-    deeply nested source); they behave as the builtins do, and outside
-    GVThreads they only forward.
+    and marshal's dumps, loads, dump and load with wrappers that, inside
+    GVThreads, parse, compile and (un)marshal on a borrowed 8 MiB stack
+    (CPython's parser outgrows a GVThread's stack on deeply nested source);
+    they behave as the originals do, and outside GVThreads they only
+    forward.  On 3.11 it also wraps sys.setrecursionlimit, so that GVThreads
+    keep a recursion bound their stacks hold.
     """
 
     def __init__(self, workers: Optional[int] = None, stack_size: int = 256 * 1024,
@@ -79,9 +81,9 @@ class Runtime:
                 raise MemoryError(f"cannot reserve {max_gvthreads} stacks of {stack_size} bytes")
             raise _core.SchedError(f"cannot start the runtime (error {err[0]})")
         self._rt = rt
-        # CPython's parser and compiler recurse past any slot-sized stack on legal
-        # input (eval("[" * 199 + "]" * 199)); inside GVThreads, builtins.compile,
-        # eval and exec of source text now parse on a borrowed 8 MiB stack.
+        # CPython's parser, compiler and marshal recurse past any slot-sized stack
+        # on legal input (eval("[" * 199 + "]" * 199)); inside GVThreads they now
+        # run on a borrowed 8 MiB stack (native/pycompile.c).
         _core.install_compile_guard()
         # 3.11's sys.setrecursionlimit rewrites every thread's recursion counter,
         # GVThreads' stack-sized bounds included (native/pybridge.c).

@@ -1138,8 +1138,9 @@ static PyMethodDef mod_methods[] = {
      "3.11: wrap sys.setrecursionlimit so that GVThreads keep their stack-sized\n"
      "recursion bound across it; a no-op on 3.12+.  Once per process."},
     {"install_compile_guard", gv_py_install_compile_guard, METH_NOARGS,
-     "Replace builtins.compile/eval/exec with wrappers that parse and compile on a\n"
-     "borrowed 8 MiB stack inside GVThreads (native/pycompile.c); once per process."},
+     "Replace builtins.compile/eval/exec and marshal.dumps/loads/dump/load with\n"
+     "wrappers that run on a borrowed 8 MiB stack inside GVThreads\n"
+     "(native/pycompile.c); once per process."},
     {"set_enums", mod_set_enums, METH_VARARGS, NULL},
     {"set_hooks", mod_set_hooks, METH_VARARGS, NULL},
     {"native_api", mod_native_api, METH_NOARGS,

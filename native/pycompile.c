@@ -1,26 +1,32 @@
-/* pycompile.c -- compile(), eval() and exec() of source text, on a borrowed stack.
+/* pycompile.c -- compile(), eval() and exec() of source text, and marshal,
+ * on a borrowed stack.
  *
  * CPython's parser and compiler recurse in C with bounds that ignore the
  * stack they run on (stack.c, "borrowed stacks", has the figures): inside a
  * GVThread a legal but deeply nested source crashed the process instead of
- * raising.  A Runtime therefore replaces builtins.compile, eval and exec with
- * these wrappers, once per process.  Outside a Python GVThread's own slot
- * they only forward.  Inside one, compile() runs whole on a borrowed 8 MiB
- * stack; eval() and exec() of a str or bytes compile it there exactly as they
- * would (eval strips leading blanks; "<string>"; the caller's __future__
- * flags, since a C wrapper pushes no frame) and then run the code object on
- * the GVThread's own stack, where the recursion bound holds.  Code objects
- * and everything else go straight through, so every error message and
- * result is CPython's own (arguments eval/exec reject before parsing go
- * straight through too).  One difference: audit hooks see a "compile" event
- * for eval/exec of source inside GVThreads.  The wrappers keep the originals' names, module,
- * __self__ and signature text, so inspect, pickle and repr see builtins.
+ * raising.  marshal likewise bounds its depth at 2,000 levels, sized for a
+ * main thread.  A Runtime therefore replaces builtins.compile, eval and exec
+ * and marshal.dumps, loads, dump and load with these wrappers, once per
+ * process.  Outside a Python GVThread's own slot they only forward.  Inside
+ * one, compile() and marshal run whole on a borrowed 8 MiB stack; eval() and
+ * exec() of a str or bytes compile it there exactly as they would (eval
+ * strips leading blanks; "<string>"; the caller's __future__ flags, since a C
+ * wrapper pushes no frame) and then run the code object on the GVThread's
+ * own stack, where the recursion bound holds.  Code objects and everything
+ * else go straight through, so every error message and result is CPython's
+ * own (arguments eval/exec reject before parsing go straight through too).
+ * One difference: audit hooks see a "compile" event for eval/exec of source
+ * inside GVThreads.  The wrappers keep the originals' names, module, __self__
+ * and signature text, so inspect, pickle and repr see the originals.
  */
 #include "pybridge.h"
 
-enum { W_COMPILE, W_EVAL, W_EXEC, W_N };
-static const char *const w_names[W_N] = {"compile", "eval", "exec"};
-static PyObject *w_orig[W_N]; /* the replaced builtins (owned) */
+enum { W_COMPILE, W_EVAL, W_EXEC, W_DUMPS, W_LOADS, W_DUMP, W_LOAD, W_N };
+static const char *const w_modules[W_N] = {"builtins", "builtins", "builtins", "marshal",
+                                           "marshal", "marshal", "marshal"};
+static const char *const w_names[W_N] = {"compile", "eval", "exec", "dumps",
+                                         "loads", "dump", "load"};
+static PyObject *w_orig[W_N]; /* the replaced functions (owned) */
 
 /* The Python GVThread calling, if it runs on its own slot (not already on a
  * borrowed stack, and with a slot smaller than a borrowed stack). */
@@ -85,11 +91,19 @@ static PyObject *call_deep(PyObject *fn, PyObject *const *args, size_t nargsf,
     return PyObject_Vectorcall(fn, args, nargsf, kwnames);
 }
 
-static PyObject *w_compile(PyObject *self, PyObject *const *args, Py_ssize_t nargs,
-                           PyObject *kwnames) {
-    (void)self;
-    return call_deep(w_orig[W_COMPILE], args, (size_t)nargs, kwnames);
-}
+/* Wrappers that make the whole call on a borrowed stack. */
+#define WHOLE_CALL(fname, idx)                                                              \
+    static PyObject *fname(PyObject *self, PyObject *const *args, Py_ssize_t nargs,        \
+                           PyObject *kwnames) {                                             \
+        (void)self;                                                                         \
+        return call_deep(w_orig[idx], args, (size_t)nargs, kwnames);                        \
+    }
+WHOLE_CALL(w_compile, W_COMPILE)
+/* marshal bounds its own recursion at 2,000 levels, sized for a main thread's stack. */
+WHOLE_CALL(w_dumps, W_DUMPS)
+WHOLE_CALL(w_loads, W_LOADS)
+WHOLE_CALL(w_dump, W_DUMP)
+WHOLE_CALL(w_load, W_LOAD)
 
 /* eval(source) skips leading spaces and tabs before parsing; compile() does not. */
 static PyObject *eval_source(PyObject *src) {
@@ -177,47 +191,61 @@ static PyMethodDef w_defs[W_N] = {
     {"compile", (PyCFunction)(void (*)(void))w_compile, METH_FASTCALL | METH_KEYWORDS, NULL},
     {"eval", (PyCFunction)(void (*)(void))w_eval, METH_FASTCALL | METH_KEYWORDS, NULL},
     {"exec", (PyCFunction)(void (*)(void))w_exec, METH_FASTCALL | METH_KEYWORDS, NULL},
+    {"dumps", (PyCFunction)(void (*)(void))w_dumps, METH_FASTCALL | METH_KEYWORDS, NULL},
+    {"loads", (PyCFunction)(void (*)(void))w_loads, METH_FASTCALL | METH_KEYWORDS, NULL},
+    {"dump", (PyCFunction)(void (*)(void))w_dump, METH_FASTCALL | METH_KEYWORDS, NULL},
+    {"load", (PyCFunction)(void (*)(void))w_load, METH_FASTCALL | METH_KEYWORDS, NULL},
 };
+
+/* Undo the first n replacements, keeping the error that stopped the install. */
+static void undo(PyObject **mods, PyObject **orig, int n) {
+#if PY_VERSION_HEX >= 0x030C0000
+    PyObject *exc = PyErr_GetRaisedException();
+#else
+    PyObject *t, *v, *tb;
+    PyErr_Fetch(&t, &v, &tb);
+#endif
+    for (int j = 0; j < n; j++)
+        if (PyObject_SetAttrString(mods[j], w_names[j], orig[j]) < 0)
+            PyErr_Clear();
+#if PY_VERSION_HEX >= 0x030C0000
+    PyErr_SetRaisedException(exc);
+#else
+    PyErr_Restore(t, v, tb);
+#endif
+}
 
 PyObject *gv_py_install_compile_guard(PyObject *m, PyObject *unused) {
     (void)m;
     (void)unused;
     if (w_orig[W_COMPILE])
         Py_RETURN_NONE; /* once per process: the wrappers forward outside GVThreads */
-    PyObject *builtins = PyImport_ImportModule("builtins");
-    if (!builtins)
-        return NULL;
-    PyObject *orig[W_N] = {NULL}, *wrap[W_N] = {NULL}, *res = NULL;
-    PyObject *modname = PyUnicode_FromString("builtins");
-    if (!modname)
-        goto out;
+    PyObject *mods[W_N] = {NULL}, *orig[W_N] = {NULL}, *wrap[W_N] = {NULL}, *res = NULL;
+    int set = 0;
     for (int i = 0; i < W_N; i++) {
-        orig[i] = PyObject_GetAttrString(builtins, w_names[i]);
-        if (!orig[i])
-            goto out;
-        /* The original's raw doc carries its signature line (__text_signature__). */
-        if (PyCFunction_Check(orig[i]))
+        mods[i] = PyImport_ImportModule(w_modules[i]);
+        PyObject *modname = mods[i] ? PyUnicode_FromString(w_modules[i]) : NULL;
+        orig[i] = modname ? PyObject_GetAttrString(mods[i], w_names[i]) : NULL;
+        if (orig[i] && PyCFunction_Check(orig[i])) /* its raw doc carries the signature */
             w_defs[i].ml_doc = ((PyCFunctionObject *)orig[i])->m_ml->ml_doc;
-        wrap[i] = PyCFunction_NewEx(&w_defs[i], builtins, modname);
+        wrap[i] = orig[i] ? PyCFunction_NewEx(&w_defs[i], mods[i], modname) : NULL;
+        Py_XDECREF(modname);
         if (!wrap[i])
             goto out;
     }
-    for (int i = 0; i < W_N; i++) {
-        if (PyObject_SetAttrString(builtins, w_names[i], wrap[i]) < 0) {
-            for (int j = 0; j < i; j++) /* all or nothing */
-                PyObject_SetAttrString(builtins, w_names[j], orig[j]);
+    for (; set < W_N; set++)
+        if (PyObject_SetAttrString(mods[set], w_names[set], wrap[set]) < 0)
             goto out;
-        }
-    }
     for (int i = 0; i < W_N; i++)
         w_orig[i] = Py_NewRef(orig[i]);
     res = Py_NewRef(Py_None);
 out:
+    if (!res)
+        undo(mods, orig, set); /* all or nothing */
     for (int i = 0; i < W_N; i++) {
+        Py_XDECREF(mods[i]);
         Py_XDECREF(orig[i]);
         Py_XDECREF(wrap[i]);
     }
-    Py_XDECREF(modname);
-    Py_DECREF(builtins);
     return res;
 }

@@ -1,4 +1,4 @@
-"""compile(), eval() and exec() of source inside GVThreads (native/pycompile.c).
+"""compile(), eval() and exec() of source, and marshal, inside GVThreads (native/pycompile.c).
 
 Inside a Python GVThread these parse and compile on a borrowed 8 MiB stack, because
 CPython's parser and compiler overflow a slot-sized stack on legal, deeply nested
@@ -9,6 +9,7 @@ builtins.  Each check runs inside a GVThread and on the main thread, and compare
 import ast
 import builtins
 import inspect
+import marshal
 import pickle
 import sys
 
@@ -77,6 +78,9 @@ def probe():
     lambda: compile("pass", "f", "nonsense"),
     lambda: ast.dump(ast.parse("f(x, *y, **z)")),
     lambda: ast.literal_eval("[1, {'a': (2, 3)}]"),
+    lambda: marshal.loads(marshal.dumps({"a": (1, 2.5, b"x", None)})),
+    lambda: marshal.loads(b"\xff garbage"),
+    lambda: marshal.dumps(object()),
     uses_local,
     exec_sees_locals,
 ], ids=lambda f: getattr(f, "__name__", "lambda"))
@@ -118,12 +122,14 @@ def test_eval_and_exec_write_where_cpython_does(rt):
 
 
 def test_builtins_still_look_like_builtins(rt):
-    for name in ("compile", "eval", "exec"):
-        f = getattr(builtins, name)
+    for mod, name in [(builtins, "compile"), (builtins, "eval"), (builtins, "exec"),
+                      (marshal, "dumps"), (marshal, "loads"), (marshal, "dump"),
+                      (marshal, "load")]:
+        f = getattr(mod, name)
         assert repr(f) == f"<built-in function {name}>"
-        assert f.__module__ == "builtins" and f.__self__ is builtins
+        assert f.__module__ == mod.__name__ and f.__self__ is mod
         assert pickle.loads(pickle.dumps(f)) is f
-        assert "source" in str(inspect.signature(f))
+        assert str(inspect.signature(f)).startswith("(")
         assert f.__doc__ and f.__text_signature__
 
 

@@ -1,4 +1,4 @@
-"""Deeply nested but legal source, parsed and compiled inside GVThreads.
+"""Deeply nested but legal source, parsed and compiled inside GVThreads; marshal too.
 
 usage: deep_source.py STACK_KIB
 Prints one line per shape and exits 1 if any shape ended otherwise than expected.
@@ -6,9 +6,12 @@ CPython's parser and compiler bound their recursion by limits of their own (6,00
 parser levels; sys.getrecursionlimit() x 3 compiler levels) that do not know the
 stack: on a GVThread's slot these overflowed into SIGSEGV (the caller sees a
 signal), until compile(), eval() and exec() of source moved to a borrowed stack
-(native/pycompile.c).
+(native/pycompile.c).  marshal, whose own depth limit (2,000) is sized for a main
+thread's stack, likewise.
 """
 import ast
+import io
+import marshal
 import sys
 import threading
 
@@ -19,6 +22,24 @@ DEEP = 20_000
 # Each: (name, callable, the outcomes allowed).  "ok" = returned.
 RAISES = {"RecursionError", "MemoryError", "SyntaxError"}
 TREE = ast.parse("+".join(["1"] * 2000), mode="eval")  # built here, compiled in a GVThread
+
+
+def nested(n):
+    x = []
+    for _ in range(n):
+        x = [x]
+    return x
+
+
+NESTED, TOO_DEEP = nested(1900), nested(5000)
+MARSHALLED = marshal.dumps(NESTED)
+
+
+def marshal_file_round_trip():
+    f = io.BytesIO()
+    marshal.dump(NESTED, f)
+    f.seek(0)
+    marshal.load(f)
 SHAPES = [
     ("eval brackets 199", lambda: len(eval("[" * 199 + "]" * 199)), {"ok"}),
     ("eval parens 199", lambda: eval("(" * 199 + ")" * 199), {"ok"}),
@@ -35,6 +56,11 @@ SHAPES = [
     ("eval attribute chain", lambda: eval("x" + ".a" * 200_000, {"x": None}),
      RAISES | {"AttributeError"}),
     ("compile deep AST", lambda: eval(compile(TREE, "s", "eval")), {"ok", "RecursionError"}),
+    # marshal bounds its own depth at 2,000 levels, sized for a main thread's stack
+    ("marshal.dumps 1,900 deep", lambda: marshal.dumps(NESTED), {"ok"}),
+    ("marshal.loads 1,900 deep", lambda: marshal.loads(MARSHALLED), {"ok"}),
+    ("marshal.dump/load 1,900 deep", lambda: marshal_file_round_trip(), {"ok"}),
+    ("marshal.dumps too deep", lambda: marshal.dumps(TOO_DEEP), {"ValueError"}),
 ]
 
 
