@@ -46,8 +46,9 @@ static gv_gvt *on_small_stack(void) {
  * its counter cut to what its slot holds (set_recursion_bound, pybridge.c),
  * and the compiler sizes its own depth limit from that counter, so on a slot
  * it gave up on ~100-deep literals: give the call the budget of a plain
- * thread, capped at what 8 MiB holds whatever sys.setrecursionlimit says
- * (3.11's compiler allows 3 levels per unit; 4,000 units took ~3 MiB here). */
+ * thread, capped so that 8 MiB holds it whatever sys.setrecursionlimit says
+ * (with 4,000 units, the deepest compile shapes of deep_source.py needed
+ * 1-2 MiB on a 3.11 thread here). */
 #define BIG_UNITS_CAP 4000
 #if PY_VERSION_HEX >= 0x030D0000
 #define PLAIN_UNITS(ts) Py_C_RECURSION_LIMIT
