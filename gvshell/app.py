@@ -113,6 +113,14 @@ def _remote(args: argparse.Namespace, path: Optional[str]) -> Connection:
 
 
 def main(argv: Optional[list[str]] = None) -> int:
+    try:
+        return _main(argv)
+    except KeyboardInterrupt:  # before a kernel exists: its lazy imports, argument checks
+        print("gvshell: interrupted", file=sys.stderr)
+        return 130
+
+
+def _main(argv: Optional[list[str]]) -> int:
     args = parser().parse_args(sys.argv[1:] if argv is None else argv)
     if args.timeout <= 0:
         print("gvshell: --timeout must be positive", file=sys.stderr)

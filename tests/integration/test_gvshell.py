@@ -656,6 +656,30 @@ def test_ctrl_c_while_starting_leaves_no_kernel(tmp, when):
         t.close()
 
 
+@pytest.mark.parametrize("after", ["gvkernel.connection", "gvshell.app"])
+def test_ctrl_c_during_imports_is_quiet(tmp, after):
+    """SIGINT while gvshell imports its modules (a few hundred ms, before any kernel):
+    the same line and status as later in the start, not an import's traceback.  The
+    child reports each import as it finishes (PYTHONPROFILEIMPORTTIME); the signal goes
+    once `after` is imported, i.e. while the rest of gvshell.app, then the REPL's modules,
+    load.  (Python's own start and runpy's reading of __main__ are outside gvshell.)"""
+    env = dict(_env(tmp), PYTHONPROFILEIMPORTTIME="1")
+    t = Term(["--workers", "2"], env)
+    try:
+        rx = re.compile(r"import time:.*\|\s+" + re.escape(after) + r"\s*$", re.M)
+        deadline = time.monotonic() + WAIT
+        while not rx.search(t.text()):
+            assert time.monotonic() < deadline and t.child.isalive(), t.text()[-2000:]
+            t._read(0.002)
+        t.child.kill(signal.SIGINT)
+        assert t.wait_exit() == 130, t.text()[-3000:]
+        text = t.text()
+        assert "gvshell: interrupted" in text and "Traceback" not in text, text[-3000:]
+        _assert_no_kernel_left(tmp)
+    finally:
+        t.close()
+
+
 def test_shell_failure_at_start_leaves_no_kernel(tmp):
     env = _env(tmp)
     (tmp / "afile").write_text("")
