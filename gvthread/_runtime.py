@@ -128,7 +128,7 @@ class Runtime:
             while not lib.gv_runtime_wait_idle(self._rt, 0.1):
                 pass
         stuck = lib.gv_runtime_stop(self._rt, 0, _STOP_GRACE)
-        self._core.detach()
+        self._core.detach(bool(stuck))
         if not stuck:
             lib.gv_runtime_free(self._rt)
         # else: a worker is still inside a GVThread; rt stays allocated for it.

@@ -136,7 +136,8 @@ struct gv_gvt {
     void *park_arg;
     _Atomic uint32_t wake_seq;  /* bumped by each successful wake (CAS from the
                                    park's value): one waker wins a park */
-    uint32_t pad1;
+    int32_t big_extra;          /* recursion units added for a borrowed-stack call
+                                   (pycompile.c), 0 outside one */
     _Atomic uint32_t intr;      /* GV_INT_* pending; set by gv_interrupt */
     _Atomic uint32_t force_req; /* monitor asked SIGURG to force it off (preempt.c) */
     _Atomic uint32_t preempt;   /* set by the monitor or a higher-priority wakeup;
@@ -215,6 +216,7 @@ static inline char *gv_slot_base(struct gv_slots *s, uint32_t idx) {
  * fn returns.  Returns 0 if no stack could be had (fn did not run). */
 #define GV_BIGSTACK_SIZE ((size_t)8 << 20)
 int gv_call_on_bigstack(gv_gvt *g, void (*fn)(void *), void *arg);
+void gv_bigstack_counts(int *mapped, int *pooled);
 #define GV_CHUNK_BYTES (16u * 1024u)    /* CPython's _PY_DATA_STACK_CHUNK_SIZE */
 #define GV_SLOT_TOP_PAD 1024u           /* see slot layout in stack.c */
 

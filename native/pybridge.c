@@ -479,8 +479,22 @@ typedef struct CoreObject {
     struct CoreObject *prev, *next; /* live_cores, under the GIL */
 } CoreObject;
 
-/* Cores with a runtime, for sys.setrecursionlimit's fix-up (3.11). */
+/* Cores with a runtime, and runtimes left allocated at shutdown because a
+ * GVThread still runs in them: for sys.setrecursionlimit's fix-up (3.11). */
 static CoreObject *live_cores;
+static gv_runtime **stuck_rts;
+static Py_ssize_t n_stuck;
+
+static int keep_stuck(gv_runtime *rt) {
+    gv_runtime **a = PyMem_Realloc(stuck_rts, (size_t)(n_stuck + 1) * sizeof *a);
+    if (!a) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    stuck_rts = a;
+    stuck_rts[n_stuck++] = rt;
+    return 0;
+}
 
 static void core_link(CoreObject *c) {
     c->prev = NULL;
@@ -546,13 +560,19 @@ static void core_dealloc(CoreObject *self) {
     Py_TYPE(self)->tp_free((PyObject *)self);
 }
 
-/* Called by Runtime.shutdown() before the runtime may be freed. */
-static PyObject *core_detach(CoreObject *self, PyObject *unused) {
-    (void)unused;
+/* Called by Runtime.shutdown() before the runtime may be freed, with
+ * stuck=True when it will not be: a worker still runs a GVThread in it. */
+static PyObject *core_detach(CoreObject *self, PyObject *stuck_arg) {
+    int stuck = PyObject_IsTrue(stuck_arg);
+    if (stuck < 0)
+        return NULL;
     if (self->rt && self->rt->pycore == self)
         self->rt->pycore = NULL;
-    if (self->rt)
+    if (self->rt) {
         core_unlink(self);
+        if (stuck && keep_stuck(self->rt) < 0)
+            return NULL;
+    }
     self->rt = NULL;
     Py_RETURN_NONE;
 }
@@ -738,30 +758,38 @@ static int slot_budget(gv_runtime *rt, int limit) {
     return rt->py_recursion_units < limit ? rt->py_recursion_units : limit;
 }
 
+/* Every live Python GVThread of rt but the caller: from CPython's rewrite for
+ * old -> new back to B(new) - d. */
+static void shift_bounds(gv_runtime *rt, int old, int new, PyThreadState *skip) {
+    int shift = (slot_budget(rt, new) - slot_budget(rt, old)) - (new - old);
+    uint32_t pos = 0;
+    for (gv_gvt *g; (g = scan_next(rt, &pos));)
+        if (!g->native && g->tstate && g->tstate != skip)
+            ((PyThreadState *)g->tstate)->recursion_remaining += shift;
+}
+
 static PyObject *w_setrecursionlimit(PyObject *self, PyObject *arg) {
     (void)self;
     int old = Py_GetRecursionLimit();
     gv_gvt *me = gv_current();
     PyThreadState *my_ts = me && !me->native ? (PyThreadState *)me->tstate : NULL;
     int my_rem = 0, my_depth = 0;
-    if (my_ts) {
+    if (my_ts) { /* on a borrowed stack, big_extra of the counter is on loan */
         my_rem = my_ts->recursion_remaining;
-        my_depth = slot_budget(me->rt, old) - my_rem;
+        my_depth = slot_budget(me->rt, old) - (my_rem - me->big_extra);
         my_ts->recursion_remaining = old - my_depth;
     }
     PyObject *r = PyObject_CallOneArg(orig_setrecursionlimit, arg);
     int new = Py_GetRecursionLimit();
     if (r && new != old) {
-        for (CoreObject *c = live_cores; c; c = c->next) {
-            int shift = (slot_budget(c->rt, new) - slot_budget(c->rt, old)) - (new - old);
-            uint32_t pos = 0;
-            for (gv_gvt *g; (g = scan_next(c->rt, &pos));)
-                if (!g->native && g->tstate && g->tstate != my_ts)
-                    ((PyThreadState *)g->tstate)->recursion_remaining += shift;
-        }
+        for (CoreObject *c = live_cores; c; c = c->next)
+            shift_bounds(c->rt, old, new, my_ts);
+        for (Py_ssize_t i = 0; i < n_stuck; i++)
+            shift_bounds(stuck_rts[i], old, new, my_ts);
     }
     if (my_ts)
-        my_ts->recursion_remaining = r ? slot_budget(me->rt, new) - my_depth : my_rem;
+        my_ts->recursion_remaining =
+            r ? slot_budget(me->rt, new) - my_depth + me->big_extra : my_rem;
     return r;
 }
 
@@ -1005,7 +1033,7 @@ static PyMethodDef core_methods[] = {
     {"stack", (PyCFunction)core_stack, METH_O, NULL},
     {"handle", (PyCFunction)core_handle, METH_O, NULL},
     {"recursion_units", (PyCFunction)core_recursion_units, METH_NOARGS, NULL},
-    {"detach", (PyCFunction)core_detach, METH_NOARGS, NULL},
+    {"detach", (PyCFunction)core_detach, METH_O, NULL},
     {"spawn_native", (PyCFunction)core_spawn_native, METH_VARARGS, NULL},
     {NULL, NULL, 0, NULL},
 };
@@ -1141,6 +1169,8 @@ static PyMethodDef mod_methods[] = {
      "Replace builtins.compile/eval/exec and marshal.dumps/loads/dump/load with\n"
      "wrappers that run on a borrowed 8 MiB stack inside GVThreads\n"
      "(native/pycompile.c); once per process."},
+    {"borrowed_stacks", gv_py_borrowed_stacks, METH_NOARGS,
+     "Borrowed 8 MiB stacks of the process: {'mapped': in use or pooled, 'pooled': free}."},
     {"set_enums", mod_set_enums, METH_VARARGS, NULL},
     {"set_hooks", mod_set_hooks, METH_VARARGS, NULL},
     {"native_api", mod_native_api, METH_NOARGS,

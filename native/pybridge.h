@@ -20,6 +20,7 @@ extern PyObject *gv_ChannelClosed;      /* gvthread.ChannelClosed */
 
 /* pycompile.c: builtins.compile/eval/exec on a borrowed stack inside GVThreads. */
 PyObject *gv_py_install_compile_guard(PyObject *m, PyObject *unused);
+PyObject *gv_py_borrowed_stacks(PyObject *m, PyObject *unused);
 
 /* 3.12+ keep the current tstate per OS thread: detached means NULL.  3.11
  * keeps one process-wide "current" (whoever holds the GIL), which another

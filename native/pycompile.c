@@ -27,6 +27,7 @@ static const char *const w_modules[W_N] = {"builtins", "builtins", "builtins", "
 static const char *const w_names[W_N] = {"compile", "eval", "exec", "dumps",
                                          "loads", "dump", "load"};
 static PyObject *w_orig[W_N]; /* the replaced functions (owned) */
+static PyObject *s_builtins;  /* "__builtins__", interned */
 
 /* The Python GVThread calling, if it runs on its own slot (not already on a
  * borrowed stack, and with a slot smaller than a borrowed stack). */
@@ -67,16 +68,19 @@ struct vcall {
     size_t nargsf;
     PyObject *kwnames;
     PyObject *res;
-    int units;              /* the slot's budget, rt->py_recursion_units */
+    gv_gvt *g;
 };
 
 static void vcall_run(void *p) {
     struct vcall *v = p;
     PyThreadState *ts = PyThreadState_Get();
+    int units = v->g->rt->py_recursion_units;
     int plain = PLAIN_UNITS(ts) < BIG_UNITS_CAP ? PLAIN_UNITS(ts) : BIG_UNITS_CAP;
-    int extra = plain > v->units ? plain - v->units : 0;
+    int extra = plain > units ? plain - units : 0;
     REMAINING(ts) += extra;
+    v->g->big_extra = extra; /* for sys.setrecursionlimit called in here (pybridge.c) */
     v->res = PyObject_Vectorcall(v->fn, v->args, v->nargsf, v->kwnames);
+    v->g->big_extra = 0;
     REMAINING(ts) -= extra; /* balanced by CPython across the call */
 }
 
@@ -84,7 +88,7 @@ static PyObject *call_deep(PyObject *fn, PyObject *const *args, size_t nargsf,
                            PyObject *kwnames) {
     gv_gvt *g = on_small_stack();
     if (g) {
-        struct vcall v = {fn, args, nargsf, kwnames, NULL, g->rt->py_recursion_units};
+        struct vcall v = {fn, args, nargsf, kwnames, NULL, g};
         if (gv_call_on_bigstack(g, vcall_run, &v))
             return v.res;
         /* No stack to borrow (mmap failed): CPython's own behaviour. */
@@ -137,15 +141,38 @@ static PyObject *arg_of(PyObject *const *args, Py_ssize_t nargs, PyObject *kwnam
     return NULL;
 }
 
-/* Would eval/exec reject these arguments before parsing?  Then the original
- * must see them first, so that its TypeError wins over a SyntaxError. */
-static int rejected_before_parsing(PyObject *const *args, Py_ssize_t nargs,
-                                   PyObject *kwnames) {
+/* May eval/exec of this call be split into a compile here and a run of the
+ * code object?  Only if CPython would reach the parser with these arguments:
+ * otherwise its own error (keywords it refuses, a globals that is no dict, no
+ * frame to take globals from) must win over a SyntaxError, so the call goes
+ * straight through.  A dict globals gets its __builtins__ first, as CPython
+ * does before parsing.  -1: error set. */
+static int splittable(PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames) {
+    Py_ssize_t nkw = kwnames ? PyTuple_GET_SIZE(kwnames) : 0;
+    if (nargs < 1 || nargs > 3)
+        return 0;
+    for (Py_ssize_t i = 0; i < nkw; i++) {
+#if PY_VERSION_HEX >= 0x030D0000 /* 3.13 takes globals= and locals= */
+        PyObject *k = PyTuple_GET_ITEM(kwnames, i);
+        if (PyUnicode_CompareWithASCIIString(k, "globals") == 0 && nargs < 2)
+            continue;
+        if (PyUnicode_CompareWithASCIIString(k, "locals") == 0 && nargs < 3)
+            continue;
+#endif
+        return 0;
+    }
     PyObject *g = arg_of(args, nargs, kwnames, 1, "globals");
     PyObject *l = arg_of(args, nargs, kwnames, 2, "locals");
-    return (g && g != Py_None && !PyDict_Check(g)) ||
-           (l && l != Py_None && !PyMapping_Check(l)) ||
-           arg_of(args, nargs, kwnames, 3, "closure") != NULL; /* exec: code objects only */
+    if (l && l != Py_None && !PyMapping_Check(l))
+        return 0;
+    if (!g || g == Py_None)
+        return PyEval_GetFrame() != NULL;
+    if (!PyDict_Check(g))
+        return 0;
+    int has = PyDict_Contains(g, s_builtins);
+    if (has == 0)
+        has = PyDict_SetItem(g, s_builtins, PyEval_GetBuiltins()) == 0 ? 1 : -1;
+    return has < 0 ? -1 : 1;
 }
 
 static PyObject *run_source(int which, PyObject *const *args, Py_ssize_t nargs,
@@ -154,7 +181,12 @@ static PyObject *run_source(int which, PyObject *const *args, Py_ssize_t nargs,
     Py_ssize_t total = nargs + (kwnames ? PyTuple_GET_SIZE(kwnames) : 0);
     PyObject *copy[8];
     if (nargs < 1 || total > 8 || !(PyUnicode_Check(args[0]) || PyBytes_Check(args[0])) ||
-        !on_small_stack() || rejected_before_parsing(args, nargs, kwnames))
+        !on_small_stack())
+        return PyObject_Vectorcall(fn, args, (size_t)nargs, kwnames);
+    int split = splittable(args, nargs, kwnames);
+    if (split < 0)
+        return NULL;
+    if (!split)
         return PyObject_Vectorcall(fn, args, (size_t)nargs, kwnames);
     PyObject *src = which == W_EVAL ? eval_source(args[0]) : Py_NewRef(args[0]);
     if (!src)
@@ -221,6 +253,8 @@ PyObject *gv_py_install_compile_guard(PyObject *m, PyObject *unused) {
     (void)unused;
     if (w_orig[W_COMPILE])
         Py_RETURN_NONE; /* once per process: the wrappers forward outside GVThreads */
+    if (!s_builtins && !(s_builtins = PyUnicode_InternFromString("__builtins__")))
+        return NULL;
     PyObject *mods[W_N] = {NULL}, *orig[W_N] = {NULL}, *wrap[W_N] = {NULL}, *res = NULL;
     int set = 0;
     for (int i = 0; i < W_N; i++) {
@@ -249,4 +283,12 @@ out:
         Py_XDECREF(wrap[i]);
     }
     return res;
+}
+
+PyObject *gv_py_borrowed_stacks(PyObject *m, PyObject *unused) {
+    (void)m;
+    (void)unused;
+    int mapped, pooled;
+    gv_bigstack_counts(&mapped, &pooled);
+    return Py_BuildValue("{sisi}", "mapped", mapped, "pooled", pooled);
 }

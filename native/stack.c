@@ -321,12 +321,22 @@ uint32_t gv_slots_test_in_use(gv_slots_t *s) {
  * slot they were a SIGSEGV.  pycompile.c runs compile() on one of these
  * instead, as deep as a main thread's stack.
  *
- * A stack is an 8 MiB MAP_NORESERVE mapping with a PROT_NONE guard page;
- * they are few (one per GVThread compiling at that moment, usually at most
- * one per worker), so a VMA split each is fine.  Pages a deep call touched
- * are given back when the stack returns to the pool: a canary word 256 KiB
- * below the top tells whether the call went that deep. */
+ * A stack is an 8 MiB MAP_NORESERVE mapping with a guard page (a guard
+ * marker where the kernel has MADV_GUARD_INSTALL, else PROT_NONE).  One is
+ * needed per GVThread inside a borrowed call at that moment, usually at most
+ * one per worker; up to BIG_POOL_MAX free ones are kept, the rest unmapped,
+ * and at most BIG_LIVE_MAX exist.  Pages a deep call touched are given back
+ * when the stack returns to the pool: a canary word 256 KiB below the top
+ * tells whether the call went that deep. */
 #define BIG_KEEP ((size_t)256 << 10)
+/* Free stacks kept for reuse; more are unmapped.  The usual load is one per
+ * worker compiling at that moment. */
+#define BIG_POOL_MAX 16
+/* Stacks mapped at once, in use or free.  Each GVThread parked inside a
+ * borrowed call (an audit hook, marshal.load on a socket) holds one; past
+ * this, callers run on their own slot as CPython would, rather than let
+ * mappings exhaust vm.max_map_count for the whole process. */
+#define BIG_LIVE_MAX 4096
 
 typedef struct gv_bigstack {
     struct gv_bigstack *next;
@@ -335,6 +345,7 @@ typedef struct gv_bigstack {
 
 static gv_spin big_lock;
 static gv_bigstack *big_free;
+static int big_nfree, big_live;
 
 static uint64_t *big_mark(gv_bigstack *b) {
     return (uint64_t *)(b->lo + GV_BIGSTACK_SIZE - BIG_KEEP);
@@ -343,23 +354,35 @@ static uint64_t *big_mark(gv_bigstack *b) {
 static gv_bigstack *big_take(void) {
     gv_spin_lock(&big_lock);
     gv_bigstack *b = big_free;
-    if (b)
+    if (b) {
         big_free = b->next;
+        big_nfree--;
+    } else if (big_live < BIG_LIVE_MAX) {
+        big_live++; /* reserved; given back below if the mapping fails */
+    } else {
+        gv_spin_unlock(&big_lock);
+        return NULL;
+    }
     gv_spin_unlock(&big_lock);
     if (b)
         return b;
+    char *m = MAP_FAILED;
     b = malloc(sizeof *b);
-    if (!b)
-        return NULL;
-    char *m = mmap(NULL, GV_BIGSTACK_SIZE + GV_PAGE, PROT_READ | PROT_WRITE,
-                   MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_STACK, -1, 0);
+    if (b)
+        m = mmap(NULL, GV_BIGSTACK_SIZE + GV_PAGE, PROT_READ | PROT_WRITE,
+                 MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_STACK, -1, 0);
+    /* The guard: page-table markers where the kernel has them (one VMA), else
+     * mprotect (two). */
+    if (m != MAP_FAILED && madvise(m, GV_PAGE, MADV_GUARD_INSTALL) != 0 &&
+        mprotect(m, GV_PAGE, PROT_NONE) != 0) {
+        munmap(m, GV_BIGSTACK_SIZE + GV_PAGE);
+        m = MAP_FAILED;
+    }
     if (m == MAP_FAILED) {
         free(b);
-        return NULL;
-    }
-    if (mprotect(m, GV_PAGE, PROT_NONE) != 0) {
-        munmap(m, GV_BIGSTACK_SIZE + GV_PAGE);
-        free(b);
+        gv_spin_lock(&big_lock);
+        big_live--;
+        gv_spin_unlock(&big_lock);
         return NULL;
     }
     b->lo = m + GV_PAGE;
@@ -368,13 +391,31 @@ static gv_bigstack *big_take(void) {
 }
 
 static void big_give(gv_bigstack *b) {
-    if (*big_mark(b) != GV_CANARY) { /* went deep: let the pages go */
+    /* Still ours here: once on the free list another caller may be running on it. */
+    if (*big_mark(b) != GV_CANARY) { /* the call went deep: let those pages go */
         madvise(b->lo, GV_BIGSTACK_SIZE - BIG_KEEP + sizeof(uint64_t), MADV_DONTNEED);
         *big_mark(b) = GV_CANARY;
     }
     gv_spin_lock(&big_lock);
-    b->next = big_free;
-    big_free = b;
+    int keep = big_nfree < BIG_POOL_MAX;
+    if (keep) {
+        b->next = big_free;
+        big_free = b;
+        big_nfree++;
+    } else {
+        big_live--;
+    }
+    gv_spin_unlock(&big_lock);
+    if (!keep) {
+        munmap(b->lo - GV_PAGE, GV_BIGSTACK_SIZE + GV_PAGE);
+        free(b);
+    }
+}
+
+void gv_bigstack_counts(int *mapped, int *pooled) {
+    gv_spin_lock(&big_lock);
+    *mapped = big_live;
+    *pooled = big_nfree;
     gv_spin_unlock(&big_lock);
 }
 
@@ -408,6 +449,7 @@ int gv_call_on_bigstack(gv_gvt *g, void (*fn)(void *), void *arg) {
     struct big_call c = {.fn = fn, .arg = arg, .back_lo = g->stack_lo,
                          .back_size = g->stack_size};
     gv_ctx_init(&c.here, b->lo, GV_BIGSTACK_SIZE, big_entry, &c);
+    gv_ctx_inherit_fp(&c.here); /* same GVThread: its rounding mode holds there too */
     /* While fn runs, g's stack is the borrowed one: if g parks in there, the
      * scheduler's ASan annotations at its next switch-in must name it. */
     g->stack_lo = b->lo;

@@ -5,6 +5,10 @@
  *   void gv_ctx_init(gv_ctx *c, void *stack_lo, size_t size,
  *                    void (*fn)(void *), void *arg)
  *   void gv_ctx_switch(gv_ctx *from, gv_ctx *to)
+ *   void gv_ctx_inherit_fp(gv_ctx *c)   after gv_ctx_init: c starts with the
+ *                               caller's floating-point control state, not the
+ *                               ABI default (a borrowed stack runs the same
+ *                               GVThread, whose rounding mode must hold there)
  * A voluntary switch is a function call, so only what the ABI says survives a
  * call is saved.  Build with GVTHREAD_CTX=ucontext to force the fallback.
  */

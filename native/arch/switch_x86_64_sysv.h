@@ -42,4 +42,12 @@ static inline void gv_ctx_init(gv_ctx *c, void *stack_lo, size_t size,
     c->sp = sp;
 }
 
+static inline void gv_ctx_inherit_fp(gv_ctx *c) {
+    uint32_t mxcsr;
+    uint16_t cw;
+    __asm__ volatile("stmxcsr %0" : "=m"(mxcsr));
+    __asm__ volatile("fnstcw %0" : "=m"(cw));
+    *(uint64_t *)c->sp = mxcsr | ((uint64_t)cw << 32); /* the word gv_ctx_switch loads */
+}
+
 #endif

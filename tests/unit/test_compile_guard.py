@@ -8,9 +8,12 @@ builtins.  Each check runs inside a GVThread and on the main thread, and compare
 """
 import ast
 import builtins
+import ctypes
+import ctypes.util
 import inspect
 import marshal
 import pickle
+import platform
 import sys
 
 import pytest
@@ -43,6 +46,15 @@ def exec_sees_locals():
     ns = {}
     exec("z = y + 1", globals(), {"y": y, **ns})
     return eval("  y\t")  # eval skips leading blanks
+
+
+def eval_adds_builtins_before_parsing():
+    g = {}
+    try:
+        eval("1 +", g)
+    except SyntaxError:
+        pass
+    return sorted(g)
 
 
 FUTURE_SRC = '''
@@ -78,6 +90,10 @@ def probe():
     lambda: compile("pass", "f", "nonsense"),
     lambda: ast.dump(ast.parse("f(x, *y, **z)")),
     lambda: ast.literal_eval("[1, {'a': (2, 3)}]"),
+    lambda: eval("1 +", globals={}),       # 3.11/3.12: no keywords; 3.13: parsed
+    lambda: eval("1 +", bogus=1),
+    lambda: exec("x = (", {}, {}, None),
+    eval_adds_builtins_before_parsing,
     lambda: marshal.loads(marshal.dumps({"a": (1, 2.5, b"x", None)})),
     lambda: marshal.loads(b"\xff garbage"),
     lambda: marshal.dumps(object()),
@@ -119,6 +135,38 @@ def test_eval_and_exec_write_where_cpython_does(rt):
         exec("made = 1", g)
         return eval("made + 1", g)
     assert rt.spawn(run).join() == 2 and g["made"] == 1
+
+
+def test_without_a_frame_eval_fails_as_cpython_does(rt):
+    """spawn(eval, src): no Python frame to take globals from; CPython's error, whatever
+    the source, not a SyntaxError from parsing first."""
+    errors = []
+    for src in ("1", "1 +"):
+        with pytest.raises(BaseException) as ei:
+            rt.spawn(eval, src).join()
+        errors.append((type(ei.value), str(ei.value)))
+    assert errors[0] == errors[1], errors
+
+
+def test_rounding_mode_holds_on_the_borrowed_stack(rt):
+    """compile() folds constants on the borrowed stack: with the caller's rounding mode."""
+    try:
+        libm = ctypes.CDLL(ctypes.util.find_library("m") or "libm.so.6")
+    except OSError:
+        pytest.skip("no libm to set the rounding mode with")
+    fe_upward = 0x800  # x86-64 <fenv.h>
+
+    def probe():
+        libm.fesetround(fe_upward)
+        try:
+            a, b = 1.0, 3.0
+            return (a / b).hex(), eval("1.0 / 3.0").hex(), libm.fegetround()
+        finally:
+            libm.fesetround(0)
+    if not sys.platform.startswith("linux") or platform.machine() != "x86_64":
+        pytest.skip("the FE_UPWARD value used here is x86-64's")
+    at_runtime, folded, mode = rt.spawn(probe).join()
+    assert mode == fe_upward and folded == at_runtime, (folded, at_runtime)
 
 
 def test_builtins_still_look_like_builtins(rt):

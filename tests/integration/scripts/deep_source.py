@@ -16,7 +16,7 @@ import sys
 import threading
 
 import gvthread
-from gvthread import Runtime
+from gvthread import Runtime, _core
 
 DEEP = 20_000
 # Each: (name, callable, the outcomes allowed).  "ok" = returned.
@@ -85,10 +85,22 @@ def parked_inside_compile(rt):
             finally:
                 del sleeping.on
 
-    sys.addaudithook(hook)  # for good: this is the script's last shape
+    sys.addaudithook(hook)  # for good: these are the script's last shapes
     src = "[" * 150 + "]" * 150
     hs = [rt.spawn(lambda: len(eval(src))) for _ in range(8)]
     return [h.join() for h in hs] == [1] * 8
+
+
+def many_parked_inside_compile(rt, n=4200):
+    """More GVThreads parked inside compile at once than borrowed stacks may exist
+    (4,096): the rest compile on their own slot (so the source is shallow), and
+    afterwards at most 16 stay mapped."""
+    src = "[[1]]"
+    hs = [rt.spawn(lambda: len(eval(src))) for _ in range(n)]
+    ok = [h.join() for h in hs] == [1] * n
+    counts = _core.borrowed_stacks()
+    print(f"borrowed stacks after {n} parked: {counts}", flush=True)
+    return ok and counts["mapped"] <= 16 and counts["pooled"] == counts["mapped"]
 
 
 def main():
@@ -104,6 +116,11 @@ def main():
         print(f"parked inside compile: {'ok' if ok else 'wrong results'}", flush=True)
         if not ok:
             bad.append("parked")
+    with Runtime(workers=2, stack_size=kib * 1024, max_gvthreads=10_000) as rt:
+        ok = many_parked_inside_compile(rt)
+        print(f"many parked inside compile: {'ok' if ok else 'wrong'}", flush=True)
+        if not ok:
+            bad.append("many parked")
     print("bad:", bad)
     sys.exit(1 if bad else 0)
 

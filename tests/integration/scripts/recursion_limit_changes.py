@@ -9,6 +9,7 @@ GVThread hit RecursionError at once.
 """
 import sys
 import threading
+import time
 
 import gvthread
 from gvthread import Runtime
@@ -61,6 +62,35 @@ def too_low_inside():
     return at_depth(20)
 
 
+def stuck_victim(result, done):
+    """Runs on after its runtime's shutdown gave up on it (a blocking C call)."""
+    time.sleep(3.0)
+    result.extend(c_recursion())
+    done.set()
+
+
+class TooLowInCompile:
+    """An audit hook that tries a limit below the caller's depth while compile() runs,
+    i.e. on the borrowed stack inside a GVThread (native/pycompile.c)."""
+
+    def __init__(self):
+        self.armed, self.seen = False, []
+
+    def __call__(self, event, args):
+        if event == "compile" and self.armed:
+            self.armed = False
+            try:
+                sys.setrecursionlimit(1)
+                self.seen.append("accepted")
+            except RecursionError as e:
+                self.seen.append("refused" if "too low" in str(e) else str(e))
+
+    def run(self):
+        self.armed = True
+        compile("1", "s", "eval")
+        return self.seen.pop()
+
+
 def parked_then(release, result):
     release.wait()
     result.extend(c_recursion())
@@ -96,6 +126,23 @@ def main():
                 h.join()
             sys.setrecursionlimit(default)
             check(f"set to {limit} outside, while parked", results, [both + [30]] * 4)
+        hook = TooLowInCompile()
+        sys.addaudithook(hook)  # for good: it acts only when armed
+        check("too low inside compile, on a thread", hook.run(), "refused")
+        sys.setrecursionlimit(default)
+        check("too low inside compile, in a GVThread", rt.spawn(hook.run).join(), "refused")
+        sys.setrecursionlimit(default)
+    # A runtime whose shutdown gave up on a GVThread stuck in a blocking call: the
+    # GVThread still runs, and still needs its bound fixed after a new limit.
+    rt = Runtime(workers=1)
+    result, done = [], threading.Event()
+    rt.spawn(stuck_victim, result, done)
+    time.sleep(0.2)
+    rt.shutdown(wait=False)
+    sys.setrecursionlimit(100_000)
+    done.wait(30)
+    sys.setrecursionlimit(default)
+    check("raised to 100000 while stuck in a shut-down runtime", result, both)
     print("builtin:", repr(sys.setrecursionlimit))
     if repr(sys.setrecursionlimit) != "<built-in function setrecursionlimit>":
         bad.append("repr")
