@@ -22,6 +22,21 @@
 #include <stdio.h>
 #include <stdlib.h>
 
+#if GV_ASAN
+#include <sanitizer/common_interface_defs.h>
+/* A context switch to a stack [lo, lo + size) that will switch back here:
+ * ASan must be told which stack it runs on (fiber annotations). */
+#define GV_SWITCH(from, to, lo, size)                                          \
+    do {                                                                       \
+        void *gv_fake_ = NULL;                                                 \
+        __sanitizer_start_switch_fiber(&gv_fake_, (lo), (size));               \
+        gv_ctx_switch((from), (to));                                           \
+        __sanitizer_finish_switch_fiber(gv_fake_, NULL, NULL);                 \
+    } while (0)
+#else
+#define GV_SWITCH(from, to, lo, size) gv_ctx_switch((from), (to))
+#endif
+
 #define GV_CACHELINE 64
 #define GV_NPRIO 4
 #define GV_PAGE 4096u

@@ -50,10 +50,6 @@
 #include <string.h>
 #include <time.h>
 
-#if GV_ASAN
-#include <sanitizer/common_interface_defs.h>
-#endif
-
 __attribute__((tls_model("initial-exec"))) _Thread_local gv_thr *gv_tls_thr;
 
 /* A GVThread may resume on another thread after any switch.  The compiler
@@ -492,14 +488,7 @@ static int run_one(gv_thr *t, gv_worker *p, gv_gvt *g) {
     atomic_store_explicit(&p->owner, (uintptr_t)t | 1, memory_order_release);
     if (atomic_load_explicit(&rt->timer.monitor_asleep, memory_order_relaxed))
         gv_monitor_kick(rt);
-#if GV_ASAN
-    void *fake = NULL;
-    __sanitizer_start_switch_fiber(&fake, g->stack_lo, g->stack_size);
-#endif
-    gv_ctx_switch(&t->sched_ctx, &g->ctx);
-#if GV_ASAN
-    __sanitizer_finish_switch_fiber(fake, NULL, NULL);
-#endif
+    GV_SWITCH(&t->sched_ctx, &g->ctx, g->stack_lo, g->stack_size);
     /* Natives may have yielded directly to one another meanwhile: the one
      * that switched back here is the current one, not necessarily g. */
     g = t->cur;
@@ -732,14 +721,7 @@ static inline void requeue_yielder(gv_gvt *g) {
 }
 
 static void switch_to_thr(gv_thr *t, gv_gvt *g) {
-#if GV_ASAN
-    void *fake = NULL;
-    __sanitizer_start_switch_fiber(&fake, t->asan_stack_lo, t->asan_stack_size);
-    gv_ctx_switch(&g->ctx, &t->sched_ctx);
-    __sanitizer_finish_switch_fiber(fake, NULL, NULL);
-#else
-    gv_ctx_switch(&g->ctx, &t->sched_ctx);
-#endif
+    GV_SWITCH(&g->ctx, &t->sched_ctx, t->asan_stack_lo, t->asan_stack_size);
     requeue_yielder(g); /* resumed by a direct yield, maybe */
 }
 
@@ -829,14 +811,7 @@ static int yield_direct(gv_thr *t, gv_gvt *g) {
     atomic_store_explicit(&p->owner, mine, memory_order_release);
     if (atomic_load_explicit(&rt->timer.monitor_asleep, memory_order_relaxed))
         gv_monitor_kick(rt);
-#if GV_ASAN
-    void *fake = NULL;
-    __sanitizer_start_switch_fiber(&fake, n->stack_lo, n->stack_size);
-#endif
-    gv_ctx_switch(&g->ctx, &n->ctx);
-#if GV_ASAN
-    __sanitizer_finish_switch_fiber(fake, NULL, NULL);
-#endif
+    GV_SWITCH(&g->ctx, &n->ctx, n->stack_lo, n->stack_size);
     requeue_yielder(g);
     return 1;
 }

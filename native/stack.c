@@ -39,7 +39,6 @@
 
 #if GV_ASAN
 #include <sanitizer/asan_interface.h>
-#include <sanitizer/common_interface_defs.h>
 #endif
 
 void gv_fatal(const char *file, int line, const char *cond, const char *msg) {
@@ -454,14 +453,7 @@ int gv_call_on_bigstack(gv_gvt *g, void (*fn)(void *), void *arg) {
      * scheduler's ASan annotations at its next switch-in must name it. */
     g->stack_lo = b->lo;
     g->stack_size = GV_BIGSTACK_SIZE;
-#if GV_ASAN
-    void *fake = NULL;
-    __sanitizer_start_switch_fiber(&fake, b->lo, GV_BIGSTACK_SIZE);
-#endif
-    gv_ctx_switch(&c.back, &c.here);
-#if GV_ASAN
-    __sanitizer_finish_switch_fiber(fake, NULL, NULL);
-#endif
+    GV_SWITCH(&c.back, &c.here, b->lo, GV_BIGSTACK_SIZE);
     g->stack_lo = (void *)c.back_lo;
     g->stack_size = c.back_size;
     big_give(b);

@@ -81,6 +81,12 @@ class Term:
             return self.child.exitstatus
         return 128 + (self.child.signalstatus or 0)
 
+    def __enter__(self) -> "Term":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
     def close(self) -> None:
         if self.child.isalive():
             self.child.terminate(force=True)

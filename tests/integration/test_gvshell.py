@@ -7,6 +7,7 @@ would not end it).
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import signal
@@ -35,8 +36,9 @@ def _env(tmp) -> dict:
     return env
 
 
-def _kill_procs_under(marker: str) -> None:
-    """Kill (by pid) every process whose command line names marker (our tmp dir)."""
+def _pids_under(marker: str) -> list[tuple[int, str]]:
+    """(pid, command line) of the processes (not ours) whose command line names marker."""
+    pids = []
     for pid in os.listdir("/proc"):
         if not pid.isdigit() or int(pid) == os.getpid():
             continue
@@ -46,10 +48,17 @@ def _kill_procs_under(marker: str) -> None:
         except OSError:
             continue
         if marker in cmd:
-            try:
-                os.kill(int(pid), signal.SIGKILL)
-            except OSError:
-                pass
+            pids.append((int(pid), cmd))
+    return pids
+
+
+def _kill_procs_under(marker: str) -> None:
+    """Kill (by pid) every process whose command line names marker."""
+    for pid, _ in _pids_under(marker):
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except OSError:
+            pass
 
 
 def _alive(pid: int) -> bool:
@@ -207,23 +216,36 @@ def test_start_kill9_restart_and_exit(tmp):
         t.close()
 
 
-def _start_kernel(tmp, env):
+@contextlib.contextmanager
+def _kernel(tmp, env, client=True):
+    """A gvkernel of the test's own: (connection file, process, a ready client, or None
+    with client=False once it answered); killed on leaving."""
     path = str(tmp / "runtime" / f"kernel-{uuid.uuid4().hex[:8]}.json")
     log = open(tmp / "kernel.log", "wb")
     proc = subprocess.Popen([sys.executable, "-m", "gvkernel", "-f", path, "--workers", "2"],
                             stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
                             env=env)
     log.close()
-    deadline = time.monotonic() + WAIT
-    while not os.path.exists(path):
-        assert proc.poll() is None and time.monotonic() < deadline, \
-            (tmp / "kernel.log").read_text()
-        time.sleep(0.02)
-    kc = BlockingKernelClient()
-    kc.load_connection_file(path)
-    kc.start_channels()
-    kc.wait_for_ready(timeout=WAIT)
-    return path, proc, kc
+    kc = None
+    try:
+        deadline = time.monotonic() + WAIT
+        while not os.path.exists(path):
+            assert proc.poll() is None and time.monotonic() < deadline, \
+                (tmp / "kernel.log").read_text()
+            time.sleep(0.02)
+        kc = BlockingKernelClient()
+        kc.load_connection_file(path)
+        kc.start_channels()
+        kc.wait_for_ready(timeout=WAIT)
+        if not client:
+            kc.stop_channels()
+            kc = None
+        yield path, proc, kc
+    finally:
+        if kc is not None:
+            kc.stop_channels()
+        proc.kill()
+        proc.wait(10)
 
 
 def _control(kc, msg_type, content):
@@ -238,87 +260,64 @@ def _control(kc, msg_type, content):
 
 def test_two_clients_see_each_others_gvthreads(tmp):
     env = _env(tmp)
-    path, proc, kc = _start_kernel(tmp, env)
-    t = None
-    try:
+    with _kernel(tmp, env) as (path, proc, kc):
         reply = kc.execute_interactive("import time\n%gvspawn --name peer_sleeper time.sleep(60)",
                                        timeout=WAIT)
         assert reply["content"]["status"] == "ok", reply["content"]
-        t = Term(["--existing", path], env)
-        t.expect(r"In \[\d+\]: ")
-        t.send("%gvps\r")
-        t.expect(r"\n\d+\s+peer_sleeper\s")
-        t.expect(r"In \[\d+\]: ")
-        t.run("%gvspawn --name shell_sleeper time.sleep(60)", r"<gvthread\.Handle")
-        names = [g["name"] for g in _control(kc, "gv_list_request", {"limit": 100})["items"]]
-        assert "shell_sleeper" in names and "peer_sleeper" in names, names
-        # --existing: Ctrl-D leaves at once and the kernel keeps running
-        t.send("\x04")
-        t.child.expect(pexpect.EOF, timeout=WAIT)
-        assert proc.poll() is None
-        assert _control(kc, "kernel_info_request", {})["status"] == "ok"
-    finally:
-        if t is not None:
-            t.close()
-        kc.stop_channels()
-        proc.kill()
-        proc.wait(10)
+        with Term(["--existing", path], env) as t:
+            t.expect(r"In \[\d+\]: ")
+            t.send("%gvps\r")
+            t.expect(r"\n\d+\s+peer_sleeper\s")
+            t.expect(r"In \[\d+\]: ")
+            t.run("%gvspawn --name shell_sleeper time.sleep(60)", r"<gvthread\.Handle")
+            names = [g["name"] for g in _control(kc, "gv_list_request", {"limit": 100})["items"]]
+            assert "shell_sleeper" in names and "peer_sleeper" in names, names
+            # --existing: Ctrl-D leaves at once and the kernel keeps running
+            t.send("\x04")
+            t.child.expect(pexpect.EOF, timeout=WAIT)
+            assert proc.poll() is None
+            assert _control(kc, "kernel_info_request", {})["status"] == "ok"
 
 
 def test_existing_without_file_picks_newest(tmp):
     env = _env(tmp)
-    path, proc, kc = _start_kernel(tmp, env)
-    t = None
-    try:
-        t = Term(["--existing"], env)
+    with _kernel(tmp, env) as (path, proc, kc), Term(["--existing"], env) as t:
         t.expect(re.escape(os.path.basename(path)))
         t.expect(r"In \[\d+\]: ")
         t.run("6 * 7", r"42\b")
-    finally:
-        if t is not None:
-            t.close()
-        kc.stop_channels()
-        proc.kill()
-        proc.wait(10)
-
 
 
 def test_existing_kernel_death_offers_reconnect(tmp):
     env = _env(tmp)
-    path, proc, kc = _start_kernel(tmp, env)
-    kc.stop_channels()
-    t = None
     proc2 = None
-    try:
-        t = Term(["-f", path, "--ip", "127.0.0.1"], env)
-        t.expect(r"In \[\d+\]: ")
-        t.send("x = 1")                  # a half-typed line survives the reconnect
-        t.pump(0.2)
-        proc.kill()
-        t0 = time.monotonic()
-        t.expect(r"the kernel died", timeout=WAIT)
-        assert time.monotonic() - t0 < 3.0
-        t.expect(r"Reconnect to .*\? \(\[y\]/n\)")
-        # a new kernel on the same connection file (gvkernel -f binds the file's ports)
-        proc2 = subprocess.Popen([sys.executable, "-m", "gvkernel", "-f", path, "--workers",
-                                  "2"], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                                 stderr=subprocess.DEVNULL, env=env)
-        t.send("y\r")
-        t.expect(r"reconnected")
-        t.expect(r"In \[\d+\]: x = 1")
-        t.send("0\r")
-        t.expect(r"In \[\d+\]: ")
-        t.run("x", r"10\b")
-        t.send("\x04")
-        t.child.expect(pexpect.EOF, timeout=WAIT)
-        assert proc2.poll() is None, "an --existing kernel must be left running"
-    finally:
-        if t is not None:
-            t.close()
-        for p in (proc, proc2):
-            if p is not None:
-                p.kill()
-                p.wait(10)
+    with _kernel(tmp, env, client=False) as (path, proc, _), \
+            Term(["-f", path, "--ip", "127.0.0.1"], env) as t:
+        try:
+            t.expect(r"In \[\d+\]: ")
+            t.send("x = 1")                  # a half-typed line survives the reconnect
+            t.pump(0.2)
+            proc.kill()
+            t0 = time.monotonic()
+            t.expect(r"the kernel died", timeout=WAIT)
+            assert time.monotonic() - t0 < 3.0
+            t.expect(r"Reconnect to .*\? \(\[y\]/n\)")
+            # a new kernel on the same connection file (gvkernel -f binds the file's ports)
+            proc2 = subprocess.Popen([sys.executable, "-m", "gvkernel", "-f", path, "--workers",
+                                      "2"], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                     stderr=subprocess.DEVNULL, env=env)
+            t.send("y\r")
+            t.expect(r"reconnected")
+            t.expect(r"In \[\d+\]: x = 1")
+            t.send("0\r")
+            t.expect(r"In \[\d+\]: ")
+            t.run("x", r"10\b")
+            t.send("\x04")
+            t.child.expect(pexpect.EOF, timeout=WAIT)
+            assert proc2.poll() is None, "an --existing kernel must be left running"
+        finally:
+            if proc2 is not None:
+                proc2.kill()
+                proc2.wait(10)
 
 
 def test_layering_no_runtime_import():
@@ -567,10 +566,8 @@ def test_thread_channel_and_main_socket_each_get_their_replies(tmp):
     every request gets its own reply, none is lost to the other thread."""
     from gvshell.client import Connection
     env = _env(tmp)
-    path, proc, kc = _start_kernel(tmp, env)
-    kc.stop_channels()
-    conn = Connection(path)
-    try:
+    with _kernel(tmp, env, client=False) as (path, _, _), \
+            contextlib.closing(Connection(path)) as conn:
         conn.wait_ready(timeout=WAIT)
         own = conn.thread_channel("control")
         errors = []
@@ -590,27 +587,12 @@ def test_thread_channel_and_main_socket_each_get_their_replies(tmp):
         th.join(30)
         own.close()
         assert not th.is_alive() and not errors, errors
-    finally:
-        conn.close()
-        proc.kill()
-        proc.wait(10)
 
 
 # -- Ctrl-C or a failure while starting ----------------------------------------------------
 
 def _kernels_under(marker: str) -> list[int]:
-    pids = []
-    for pid in os.listdir("/proc"):
-        if not pid.isdigit():
-            continue
-        try:
-            with open(f"/proc/{pid}/cmdline", "rb") as f:
-                cmd = f.read().decode("utf-8", "replace")
-        except OSError:
-            continue
-        if marker in cmd and "gvkernel" in cmd and _alive(int(pid)):
-            pids.append(int(pid))
-    return pids
+    return [pid for pid, cmd in _pids_under(marker) if "gvkernel" in cmd and _alive(pid)]
 
 
 def _assert_no_kernel_left(tmp):

@@ -81,6 +81,18 @@ def _settle(c: RawClient, marker_code: str = "1") -> None:
     _executed_ok(c, marker_code)
 
 
+def _assert_refused(c: RawClient, msg_id: str, frames: list, marker: str, reason: str) -> None:
+    """Send frames that must not run: no reply, the marker file its code would write is
+    absent once everything sent has been read, and exactly one drop counted as reason."""
+    before = _dropped(c)
+    c.send_frames(frames)
+    assert c.recv_reply(msg_id, timeout=1.5) is None
+    _settle(c)
+    assert not os.path.exists(marker)
+    after = _dropped(c)
+    assert after.get(reason, 0) == before.get(reason, 0) + 1
+
+
 def test_signed_control(client, tmp_path):
     """The side-effect code itself works when properly signed (so the refusals below
     cannot pass vacuously)."""
@@ -91,32 +103,21 @@ def test_signed_control(client, tmp_path):
 
 def test_wrong_key(client, tmp_path):
     marker = str(tmp_path / "marker")
-    before = _dropped(client)
     msg_id, frames = client.frames("execute_request", {"code": _appender(marker)},
                                    key=b"not-the-key")
-    client.send_frames(frames)
-    assert client.recv_reply(msg_id, timeout=1.5) is None
-    _settle(client)
-    assert not os.path.exists(marker)
-    after = _dropped(client)
-    assert after.get("bad_signature", 0) == before.get("bad_signature", 0) + 1
+    _assert_refused(client, msg_id, frames, marker, "bad_signature")
 
 
 def test_tampered_content(client, tmp_path):
     """A valid signature of other content, with this content: refused."""
     marker = str(tmp_path / "marker")
-    before = _dropped(client)
     _, good = client.body("execute_request", {"code": "1"})
     sig = client.sign(good)
     header, parent, metadata, _ = good
     evil = json.dumps({"code": _appender(marker)}).encode()
     msg_id = json.loads(header)["msg_id"]
-    client.send_frames([DELIM, sig, header, parent, metadata, evil])
-    assert client.recv_reply(msg_id, timeout=1.5) is None
-    _settle(client)
-    assert not os.path.exists(marker)
-    after = _dropped(client)
-    assert after.get("bad_signature", 0) == before.get("bad_signature", 0) + 1
+    _assert_refused(client, msg_id, [DELIM, sig, header, parent, metadata, evil], marker,
+                    "bad_signature")
 
 
 def test_replay(client, tmp_path):
@@ -152,14 +153,8 @@ def test_replay_on_other_channel(client, tmp_path):
 
 def test_unsigned(client, tmp_path):
     marker = str(tmp_path / "marker")
-    before = _dropped(client)
     msg_id, body = client.body("execute_request", {"code": _appender(marker)})
-    client.send_frames([DELIM, b"", *body])
-    assert client.recv_reply(msg_id, timeout=1.5) is None
-    _settle(client)
-    assert not os.path.exists(marker)
-    after = _dropped(client)
-    assert after.get("unsigned", 0) == before.get("unsigned", 0) + 1
+    _assert_refused(client, msg_id, [DELIM, b"", *body], marker, "unsigned")
 
 
 def _fuzz_messages(rng: random.Random, client: RawClient, code: str, n: int):
