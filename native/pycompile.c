@@ -84,9 +84,9 @@ static void vcall_run(void *p) {
     REMAINING(ts) -= extra; /* balanced by CPython across the call */
 }
 
-static PyObject *call_deep(PyObject *fn, PyObject *const *args, size_t nargsf,
+/* fn(*args) on a borrowed stack for g (from on_small_stack), or here if g is NULL. */
+static PyObject *call_deep(gv_gvt *g, PyObject *fn, PyObject *const *args, size_t nargsf,
                            PyObject *kwnames) {
-    gv_gvt *g = on_small_stack();
     if (g) {
         struct vcall v = {fn, args, nargsf, kwnames, NULL, g};
         if (gv_call_on_bigstack(g, vcall_run, &v))
@@ -101,7 +101,7 @@ static PyObject *call_deep(PyObject *fn, PyObject *const *args, size_t nargsf,
     static PyObject *fname(PyObject *self, PyObject *const *args, Py_ssize_t nargs,        \
                            PyObject *kwnames) {                                             \
         (void)self;                                                                         \
-        return call_deep(w_orig[idx], args, (size_t)nargs, kwnames);                        \
+        return call_deep(on_small_stack(), w_orig[idx], args, (size_t)nargs, kwnames);      \
     }
 WHOLE_CALL(w_compile, W_COMPILE)
 /* marshal bounds its own recursion at 2,000 levels, sized for a main thread's stack. */
@@ -180,8 +180,9 @@ static PyObject *run_source(int which, PyObject *const *args, Py_ssize_t nargs,
     PyObject *fn = w_orig[which];
     Py_ssize_t total = nargs + (kwnames ? PyTuple_GET_SIZE(kwnames) : 0);
     PyObject *copy[8];
+    gv_gvt *g = NULL;
     if (nargs < 1 || total > 8 || !(PyUnicode_Check(args[0]) || PyBytes_Check(args[0])) ||
-        !on_small_stack())
+        !(g = on_small_stack()))
         return PyObject_Vectorcall(fn, args, (size_t)nargs, kwnames);
     int split = splittable(args, nargs, kwnames);
     if (split < 0)
@@ -194,7 +195,7 @@ static PyObject *run_source(int which, PyObject *const *args, Py_ssize_t nargs,
     PyObject *cargs[3] = {src, NULL, NULL};
     cargs[1] = PyUnicode_FromString("<string>");
     cargs[2] = PyUnicode_FromString(which == W_EVAL ? "eval" : "exec");
-    PyObject *code = cargs[1] && cargs[2] ? call_deep(w_orig[W_COMPILE], cargs, 3, NULL) : NULL;
+    PyObject *code = cargs[1] && cargs[2] ? call_deep(g, w_orig[W_COMPILE], cargs, 3, NULL) : NULL;
     Py_DECREF(src);
     Py_XDECREF(cargs[1]);
     Py_XDECREF(cargs[2]);
