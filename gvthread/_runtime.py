@@ -24,6 +24,10 @@ _core.set_enums(tuple(State), tuple(Priority))
 
 _PAGE = os.sysconf("SC_PAGE_SIZE")
 _MIN_STACK = lib.GV_MIN_STACK
+_MAX_STACK = lib.GV_MAX_STACK
+# A main thread's 8 MiB: GVThreads run what a thread runs (CPython's default
+# recursion limit, imports of large packages).  Only touched pages cost memory.
+_DEFAULT_STACK = lib.GV_DEFAULT_STACK
 # A worker stuck in a GVThread that never yields is left behind after this.
 _STOP_GRACE = 2.0
 
@@ -34,16 +38,22 @@ class Runtime:
     Use as a context manager; leaving the block waits for every GVThread
     spawned on it, then stops the workers.
 
+    Each GVThread gets a stack of `stack_size` bytes (8 MiB, a thread's
+    default): address space reserved for all of them at once, of which a
+    GVThread uses only the pages it touches, and deep pages go back when it
+    parks or ends.  `spawn(fn, stack_size=...)` gives one GVThread another
+    size.  The recursion bound follows each GVThread's stack.
+
     The first Runtime of a process replaces builtins.compile, eval and exec
-    and marshal's dumps, loads, dump and load with wrappers that, inside
-    GVThreads, parse, compile and (un)marshal on a borrowed 8 MiB stack
-    (CPython's parser outgrows a GVThread's stack on deeply nested source);
-    they behave as the originals do, and outside GVThreads they only
-    forward.  On 3.11 it also wraps sys.setrecursionlimit, so that GVThreads
-    keep a recursion bound their stacks hold.
+    and marshal's dumps, loads, dump and load with wrappers that, in a
+    GVThread with less than 4 MiB of stack left, parse, compile and
+    (un)marshal on a borrowed 8 MiB stack (CPython's parser does not know
+    the stack's size); they behave as the originals do, and elsewhere they
+    only forward.  On 3.11 it also wraps sys.setrecursionlimit, so that
+    GVThreads keep a recursion bound their stacks hold.
     """
 
-    def __init__(self, workers: Optional[int] = None, stack_size: int = 256 * 1024,
+    def __init__(self, workers: Optional[int] = None, stack_size: int = _DEFAULT_STACK,
                  max_gvthreads: int = 1_000_000, time_slice: Optional[float] = 0.010,
                  grace_period: float = 0.010, max_spare_threads: int = 4,
                  monitor_safepoints: bool = True):
@@ -54,8 +64,8 @@ class Runtime:
             raise ValueError(f"workers must be an int in 1..{lib.GV_MAX_WORKERS}, not {workers!r}")
         if not isinstance(stack_size, int) or isinstance(stack_size, bool):
             raise TypeError(f"stack_size must be an int, not {type(stack_size).__name__}")
-        if stack_size < _MIN_STACK:
-            raise ValueError(f"stack_size {stack_size} is below the minimum {_MIN_STACK}")
+        if not _MIN_STACK <= stack_size <= _MAX_STACK:
+            raise ValueError(f"stack_size {stack_size} is outside {_MIN_STACK}..{_MAX_STACK} bytes")
         if stack_size % _PAGE:
             raise ValueError(f"stack_size {stack_size} is not a multiple of the page size {_PAGE}")
         if not isinstance(max_gvthreads, int) or isinstance(max_gvthreads, bool) or not (
@@ -78,7 +88,8 @@ class Runtime:
         rt = lib.gv_runtime_new(cfg, err)
         if rt == ffi.NULL:
             if err[0] == lib.GV_E_NOMEM:
-                raise MemoryError(f"cannot reserve {max_gvthreads} stacks of {stack_size} bytes")
+                raise MemoryError(f"cannot reserve {max_gvthreads} stacks of {stack_size} bytes "
+                                  "of address space: lower max_gvthreads or stack_size")
             raise _core.SchedError(f"cannot start the runtime (error {err[0]})")
         self._rt = rt
         # CPython's parser, compiler and marshal recurse past any slot-sized stack
@@ -139,11 +150,17 @@ class Runtime:
 
     # -- spawning --------------------------------------------------------
     def spawn(self, fn: Callable[..., Any], *args: Any, name: Optional[str] = None,
-              priority: Any = Priority.NORMAL, **kwargs: Any):
+              priority: Any = Priority.NORMAL, stack_size: Optional[int] = None,
+              **kwargs: Any):
         """Start fn(*args, **kwargs) as a GVThread on this runtime; return its Handle.
 
+        stack_size (bytes, a page multiple): a stack of that size, mapped for this
+        GVThread alone and unmapped when it ends, instead of one of the runtime's
+        slots (Runtime(stack_size=...), 8 MiB by default).
+
         (Each instance replaces this method by the C one, which does the same.)"""
-        return self._core.spawn(fn, *args, name=name, priority=priority, **kwargs)
+        return self._core.spawn(fn, *args, name=name, priority=priority,
+                                stack_size=stack_size, **kwargs)
 
     def spawn_native(self, fn: Any, arg: Any = None, *, name: Optional[str] = None,
                      priority: Any = Priority.NORMAL):
@@ -225,7 +242,7 @@ class Runtime:
         total = {f: sum(w[f] for w in per) for f in fields}
         total.update(spawned=rs.spawned, finished=rs.finished, live=rs.live,
                      slots_in_use=rs.slots_in_use, guard_pages=bool(rs.guard_pages),
-                     workers=per)
+                     own_stacks=rs.own_stacks, stack_trims=rs.stack_trims, workers=per)
         return total
 
     def trim(self) -> None:

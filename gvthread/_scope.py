@@ -73,7 +73,8 @@ class Scope:
             return list(self._handles)
 
     def spawn(self, fn: Callable[..., Any], *args: Any, name: Optional[str] = None,
-              priority: Any = Priority.NORMAL, **kwargs: Any):
+              priority: Any = Priority.NORMAL, stack_size: Optional[int] = None,
+              **kwargs: Any):
         """Start fn(*args, **kwargs) as a GVThread of this scope; return its Handle.
 
         Allowed from the body and from the scope's own GVThreads until the scope has
@@ -82,7 +83,8 @@ class Scope:
         if self._state != _OPEN:
             raise RuntimeError("scope is not open" if self._state == _NEW else
                                "scope is closed")
-        h = self._spawn_fn(self._child_main, fn, args, kwargs, name=name, priority=priority)
+        h = self._spawn_fn(self._child_main, fn, args, kwargs, name=name, priority=priority,
+                           stack_size=stack_size)
         with self._lock:
             closed = self._state == _CLOSED
             if not closed:

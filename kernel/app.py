@@ -31,12 +31,26 @@ def _serve_parser() -> argparse.ArgumentParser:
     p.add_argument("--workers", type=int, default=None,
                    help="worker OS threads of the runtime (default: one per CPU)")
     p.add_argument("--max-gvthreads", type=int, default=1_000_000)
+    p.add_argument("--stack-size", type=_size, default=None, metavar="BYTES",
+                   help="stack of each GVThread, e.g. 8M, 64K or bytes (default 8M, a "
+                        "main thread's)")
     p.add_argument("--no-monkey", dest="monkey", action="store_false",
                    help="do not patch time.sleep, threading and queue for user code")
     p.add_argument("--history", default=None, help="history file (default "
                    "$GVKERNEL_HISTORY or ~/.local/share/gvkernel/history.sqlite)")
     p.add_argument("--log-level", default="WARNING")
     return p
+
+
+def _size(text: str) -> int:
+    """'8M', '512K', '1G' or a byte count -> bytes (argparse reports a ValueError)."""
+    units = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30}
+    t = text.strip().upper().removesuffix("IB").removesuffix("B")
+    mult = units.get(t[-1:], 1)
+    n = int(t[:-1] if t[-1:] in units else t)
+    if n <= 0:
+        raise ValueError(text)
+    return n * mult
 
 
 def _install_parser() -> argparse.ArgumentParser:
@@ -117,7 +131,8 @@ def serve(argv: list[str]) -> int:
     from gvkernel.kernel import Kernel
     try:
         kernel = Kernel(info, workers=args.workers, curve=curve,
-                        history_path=args.history, max_gvthreads=args.max_gvthreads)
+                        history_path=args.history, max_gvthreads=args.max_gvthreads,
+                        stack_size=args.stack_size)
     except Exception as e:  # bind failures, bad ports: say so, don't dump a traceback
         print(f"gvkernel: cannot start: {e}", file=sys.stderr)
         return 1

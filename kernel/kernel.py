@@ -219,7 +219,7 @@ def format_exception(exc: BaseException) -> tuple[str, str, list[str]]:
 class Kernel:
     def __init__(self, info: dict, *, workers: Optional[int] = None,
                  curve: Optional[dict] = None, history_path: Optional[str] = None,
-                 max_gvthreads: int = 1_000_000):
+                 max_gvthreads: int = 1_000_000, stack_size: Optional[int] = None):
         self.info = info
         self.session = Session(info.get("key", "").encode(), info.get("signature_scheme",
                                                                        "hmac-sha256"))
@@ -227,7 +227,8 @@ class Kernel:
         self.curve = curve
         self._auth = None
         self.started = time.time()
-        self.runtime = gvthread.Runtime(workers=workers, max_gvthreads=max_gvthreads)
+        self.runtime = gvthread.Runtime(workers=workers, max_gvthreads=max_gvthreads,
+                                        **({"stack_size": stack_size} if stack_size else {}))
         self.history = History(history_path)
         self.execution_count = 1
         self.cell_counter = 0

@@ -18,7 +18,7 @@ typedef struct gv_slots gv_slots_t;
 
 typedef struct gv_config {
     int workers;              /* worker OS threads, 1..GV_MAX_WORKERS */
-    size_t stack_size;        /* bytes per slot, page multiple, >= GV_MIN_STACK */
+    size_t stack_size;        /* bytes per slot, page multiple, GV_MIN_STACK..GV_MAX_STACK */
     uint32_t max_gvthreads;   /* slots reserved up front */
     double time_slice;        /* seconds a GVThread runs before it is asked to yield; 0: never */
     double grace_period;      /* seconds after the ask before the runtime forces the issue */
@@ -51,6 +51,8 @@ typedef struct gv_runtime_stats {
     uint32_t live;
     uint32_t slots_in_use;
     int guard_pages;          /* 1: MADV_GUARD_INSTALL, 0: canary */
+    uint32_t own_stacks;      /* GVThreads on a stack of their own (spawn(stack_size=)) */
+    uint64_t stack_trims;     /* deep stack pages given back (at a park or an exit) */
 } gv_runtime_stats;
 
 /* Errors returned by gv_runtime_new and gv_spawn_prepare. */
@@ -62,6 +64,8 @@ typedef struct gv_runtime_stats {
 #define GV_E_SHUTDOWN     -5
 
 #define GV_MIN_STACK      65536
+#define GV_DEFAULT_STACK  8388608       /* 8 MiB, a main thread's */
+#define GV_MAX_STACK      17179869184   /* 16 GiB */
 #define GV_MAX_WORKERS    64
 
 gv_runtime *gv_runtime_new(const gv_config *cfg, int *err);

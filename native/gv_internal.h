@@ -96,6 +96,7 @@ enum gv_state {
     GV_FREE = 7,      /* metadata entry not in use (internal, never shown) */
 };
 #define GV_NO_SLOT 0xffffffffu
+#define GV_OWN_SLOT 0xfffffffeu /* the GVThread has its own stack mapping (own_map) */
 
 /* What the worker does after a GVThread switches back to it. */
 enum gv_after { GV_AFTER_NONE, GV_AFTER_YIELD, GV_AFTER_PREEMPT, GV_AFTER_FORCED, GV_AFTER_PARK,
@@ -173,7 +174,11 @@ struct gv_gvt {
      * own stack; queued by this one as soon as it resumes. */
     gv_gvt *yielder;
     void *stack_lo;             /* lowest usable stack byte (above the guard) */
-    size_t stack_size;
+    size_t stack_size;          /* usable bytes from stack_lo up; while a borrowed-stack call
+                                   runs, both describe the borrowed stack */
+    int32_t rec_units;          /* recursion units its own stack holds (pybridge.c) */
+    void *own_map;              /* its own stack mapping (spawn(stack_size=)); NULL: a slot */
+    size_t own_len;
 } __attribute__((aligned(GV_CACHELINE)));
 
 GV_CT_ASSERT(offsetof(gv_gvt, ctx) == 0, "the switch code stores sp at offset 0");
@@ -234,6 +239,14 @@ int gv_call_on_bigstack(gv_gvt *g, void (*fn)(void *), void *arg);
 void gv_bigstack_counts(int *mapped, int *pooled);
 #define GV_CHUNK_BYTES (16u * 1024u)    /* CPython's _PY_DATA_STACK_CHUNK_SIZE */
 #define GV_SLOT_TOP_PAD 1024u           /* see slot layout in stack.c */
+/* Stacks of their own (spawn(stack_size=)): len bytes laid out as a slot,
+ * guarded.  NULL if the mapping failed. */
+char *gv_own_stack_map(size_t len);
+void gv_own_stack_unmap(char *base, size_t len);
+/* Give back the pages of a stack [base, base+len) (slot layout) below sp, if
+ * its mark shows it went deep since the last time (stack.c, "Giving back
+ * deep pages").  Returns 1 if it gave pages back. */
+int gv_stack_shrink(char *base, size_t len, const char *sp);
 
 /* ---- worker threads and workers (Go's M and P) ----
  *
@@ -382,10 +395,12 @@ struct gv_runtime {
     _Atomic uint32_t live;      /* futex: spawned and not yet released */
     _Atomic uint32_t exiting;   /* ended in Python, slot not yet released */
     _Atomic uint64_t spawned, finished;
+    _Atomic uint64_t stack_trims;   /* gv_stack_shrink calls that gave pages back */
+    _Atomic uint32_t own_stacks;    /* live GVThreads with own_map set */
     gv_timer timer;
     void *interp;               /* PyInterpreterState* of the creator */
     void *pycore;               /* borrowed: the gvthread._core.Core object */
-    int py_recursion_units;     /* per-GVThread recursion bound, see pybridge.c */
+    int py_recursion_units;     /* recursion bound of a default-stack GVThread (pybridge.c) */
     uint64_t slice_ticks;       /* time_slice in gv_ticks; 0: no preemption */
     uint64_t grace_ticks;
     uint64_t monitor_ns;        /* how often the monitor looks while workers run */
@@ -399,6 +414,9 @@ static inline gv_gvt *gv_current(void) {
     return t ? t->cur : NULL;
 }
 int gv_spawn_prepare(gv_runtime *rt, int prio, void *task, gv_gvt **out);
+/* Between prepare and start: g runs on map (from gv_own_stack_map), which it
+ * owns from here on and which is unmapped when it ends. */
+void gv_spawn_own_stack(gv_gvt *g, char *map, size_t len);
 void gv_spawn_start(gv_gvt *g);
 void gv_ready(gv_gvt *g);
 void gv_yield(void);

@@ -372,6 +372,25 @@ static void finish_handle(HandleObject *h, PyObject *res, PyObject *exc) {
 
 /* ------------------------------------------------------------ running */
 
+/* The recursion bound a C stack of `bytes` holds: the stack less 48 KiB of
+ * headroom for RecursionError handling and C code called from the deepest
+ * level, at a cost per unit measured on real recursion: sorted(key=...) took
+ * ~5 KB of C stack per level here; the values below survived a dozen
+ * recursion patterns (sorted, map, repr, __getattr__, json, pickle, deepcopy,
+ * generators, __eq__) at stack sizes from 64 KiB to 64 MiB on 3.11-3.13,
+ * where half of them crashed without a bound
+ * (tests/integration/scripts/recursion_patterns.py). */
+static int recursion_units(size_t bytes) {
+    long avail = (long)bytes - 48 * 1024;
+#if PY_VERSION_HEX >= 0x030C0000
+    long per_unit = 3 * 1024;
+#else
+    long per_unit = 5 * 1024 / 2;
+#endif
+    long units = avail / per_unit;
+    return units < 8 ? 8 : (int)(units > 1000000 ? 1000000 : units);
+}
+
 static void set_recursion_bound(PyThreadState *ts, int units) {
 #if PY_VERSION_HEX >= 0x030C0000
     if (ts->c_recursion_remaining > units)
@@ -408,7 +427,9 @@ void gv_py_run(gv_gvt *g) {
     GV_CHECK(ts != NULL, "PyThreadState_New failed");
     gv_py_switch_in(ts);
     g->tstate = ts;
-    set_recursion_bound(ts, rt->py_recursion_units);
+    /* Its own stack, the slot or a mapping of its own (not yet a borrowed one). */
+    g->rec_units = recursion_units(g->stack_size);
+    set_recursion_bound(ts, g->rec_units);
     HandleObject *h = g->task;
     PyObject *ctx = h->ctx, *res = NULL, *exc = NULL;
     h->ctx = NULL;
@@ -532,23 +553,8 @@ static int core_init(CoreObject *self, PyObject *args, PyObject *kw) {
     core_link(self);
     rt->interp = PyInterpreterState_Get();
     rt->pycore = self;
-    /* C stack left for Python after the guard, the top pad and the in-slot
-     * chunk, less 48 KiB of headroom for RecursionError
-     * handling and C code called from the deepest level.  Costs per unit:
-     * sorted(key=...) recursion took ~5 KB of C stack per level here; the
-     * values below survived a dozen recursion patterns (sorted, map, repr,
-     * __getattr__, json, pickle, deepcopy, generators, __eq__) at stack sizes
-     * from 128 KiB to 4 MiB on 3.11-3.13, where half of them crashed
-     * (tests/integration/scripts/recursion_patterns.py). */
-    long avail = (long)rt->cfg.stack_size - (long)(GV_PAGE + GV_SLOT_TOP_PAD + GV_CHUNK_BYTES) -
-                 48 * 1024;
-#if PY_VERSION_HEX >= 0x030C0000
-    long per_unit = 3 * 1024;
-#else
-    long per_unit = 5 * 1024 / 2;
-#endif
-    long units = avail / per_unit;
-    rt->py_recursion_units = units < 8 ? 8 : (int)(units > 100000 ? 100000 : units);
+    rt->py_recursion_units =
+        recursion_units(rt->cfg.stack_size - (GV_PAGE + GV_SLOT_TOP_PAD + GV_CHUNK_BYTES));
     return 0;
 }
 
@@ -589,7 +595,7 @@ static int core_check(CoreObject *self) {
  * packing of args is the facade's job. */
 static PyObject *priority_coercer; /* gvthread._types.coerce_priority */
 static PyObject *default_core_getter; /* returns the default runtime's Core */
-static PyObject *str_name, *str_priority;
+static PyObject *str_name, *str_priority, *str_stack_size;
 
 /* Priority, its int value, or its name -> 0..3; -1 with ValueError set. */
 static long coerce_priority(PyObject *p) {
@@ -614,7 +620,33 @@ static long coerce_priority(PyObject *p) {
 }
 
 static PyObject *do_spawn(CoreObject *self, PyObject *fn, PyObject *fargs, PyObject *fkw,
-                          long prio, PyObject *name);
+                          long prio, PyObject *name, size_t stack);
+
+/* spawn(stack_size=...) -> bytes; 0 with an exception set.  None: 0, no error. */
+static size_t coerce_stack_size(PyObject *v) {
+    if (v == Py_None)
+        return 0;
+    if (!PyLong_Check(v) || PyBool_Check(v)) {
+        PyErr_Format(PyExc_TypeError, "stack_size must be an int, not %.100s",
+                     Py_TYPE(v)->tp_name);
+        return 0;
+    }
+    int overflow;
+    long long n = PyLong_AsLongLongAndOverflow(v, &overflow);
+    if (n == -1 && PyErr_Occurred())
+        return 0;
+    if (overflow || n < GV_MIN_STACK || (unsigned long long)n > GV_MAX_STACK) {
+        PyErr_Format(PyExc_ValueError, "stack_size %R is outside %d..%llu bytes", v,
+                     GV_MIN_STACK, (unsigned long long)GV_MAX_STACK);
+        return 0;
+    }
+    if (n % GV_PAGE) {
+        PyErr_Format(PyExc_ValueError, "stack_size %lld is not a multiple of the page size %d",
+                     n, (int)GV_PAGE);
+        return 0;
+    }
+    return (size_t)n;
+}
 
 /* spawn(fn, *args, name=None, priority=Priority.NORMAL, **kwargs) -> Handle.
  * In C because it is the hot path of every spawn: the Python-level wrapper
@@ -628,6 +660,7 @@ static PyObject *spawn_vector(CoreObject *self, PyObject *const *args, size_t na
     }
     PyObject *name = Py_None, *kwargs = NULL, *res = NULL;
     long prio = 2;
+    size_t stack = 0;
     Py_ssize_t nkw = kwnames ? PyTuple_GET_SIZE(kwnames) : 0;
     for (Py_ssize_t i = 0; i < nkw; i++) {
         PyObject *k = PyTuple_GET_ITEM(kwnames, i), *v = args[nargs + i];
@@ -635,6 +668,9 @@ static PyObject *spawn_vector(CoreObject *self, PyObject *const *args, size_t na
             name = v;
         } else if (k == str_priority || PyUnicode_Compare(k, str_priority) == 0) {
             if ((prio = coerce_priority(v)) < 0)
+                goto done;
+        } else if (k == str_stack_size || PyUnicode_Compare(k, str_stack_size) == 0) {
+            if (!(stack = coerce_stack_size(v)) && PyErr_Occurred())
                 goto done;
         } else {
             if (!kwargs && !(kwargs = PyDict_New()))
@@ -648,7 +684,7 @@ static PyObject *spawn_vector(CoreObject *self, PyObject *const *args, size_t na
         goto done;
     for (Py_ssize_t i = 1; i < nargs; i++)
         PyTuple_SET_ITEM(fargs, i - 1, Py_NewRef(args[i]));
-    res = do_spawn(self, args[0], fargs, kwargs, prio, name);
+    res = do_spawn(self, args[0], fargs, kwargs, prio, name, stack);
     Py_DECREF(fargs);
 done:
     Py_XDECREF(kwargs);
@@ -661,9 +697,11 @@ static PyObject *core_spawn(CoreObject *self, PyObject *const *args, Py_ssize_t 
 }
 
 static PyObject *do_spawn(CoreObject *self, PyObject *fn, PyObject *fargs, PyObject *fkw,
-                          long prio, PyObject *name) {
+                          long prio, PyObject *name, size_t stack) {
     if (core_check(self) < 0)
         return NULL;
+    if (stack == self->rt->cfg.stack_size)
+        stack = 0; /* the runtime's own size: a slot */
     if (!PyCallable_Check(fn)) {
         PyErr_Format(PyExc_TypeError, "spawn() needs a callable, not %.100s",
                      Py_TYPE(fn)->tp_name);
@@ -684,6 +722,13 @@ static PyObject *do_spawn(CoreObject *self, PyObject *fn, PyObject *fargs, PyObj
         Py_DECREF(h);
         return NULL;
     }
+    char *own = NULL;
+    if (stack && !(own = gv_own_stack_map(stack))) {
+        Py_DECREF(h);
+        PyErr_Format(PyExc_MemoryError, "cannot map a stack of %zu bytes (errno %d)", stack,
+                     errno);
+        return NULL;
+    }
     gv_gvt *g;
     int rc = gv_spawn_prepare(self->rt, (int)prio, h, &g);
     if (rc == GV_E_EXHAUSTED &&
@@ -700,6 +745,8 @@ static PyObject *do_spawn(CoreObject *self, PyObject *fn, PyObject *fargs, PyObj
         Py_END_ALLOW_THREADS
     }
     if (rc != GV_OK) {
+        if (own)
+            gv_own_stack_unmap(own, stack);
         Py_DECREF(h);
         if (rc == GV_E_EXHAUSTED)
             PyErr_Format(SlotsExhausted, "all %u GVThread slots are in use (max_gvthreads)",
@@ -708,6 +755,8 @@ static PyObject *do_spawn(CoreObject *self, PyObject *fn, PyObject *fargs, PyObj
             PyErr_SetString(RuntimeShutdownError, "the runtime is shut down");
         return NULL;
     }
+    if (own)
+        gv_spawn_own_stack(g, own, stack);
     h->g = g;
     h->id = g->id;
     Py_INCREF(h); /* held by the GVThread until it ends */
@@ -754,18 +803,18 @@ static gv_gvt *scan_next(gv_runtime *rt, uint32_t *pos) {
 #if PY_VERSION_HEX < 0x030C0000
 static PyObject *orig_setrecursionlimit;
 
-static int slot_budget(gv_runtime *rt, int limit) {
-    return rt->py_recursion_units < limit ? rt->py_recursion_units : limit;
+static int slot_budget(gv_gvt *g, int limit) {
+    return g->rec_units < limit ? g->rec_units : limit;
 }
 
 /* Every live Python GVThread of rt but the caller: from CPython's rewrite for
  * old -> new back to B(new) - d. */
 static void shift_bounds(gv_runtime *rt, int old, int new, PyThreadState *skip) {
-    int shift = (slot_budget(rt, new) - slot_budget(rt, old)) - (new - old);
     uint32_t pos = 0;
     for (gv_gvt *g; (g = scan_next(rt, &pos));)
         if (!g->native && g->tstate && g->tstate != skip)
-            ((PyThreadState *)g->tstate)->recursion_remaining += shift;
+            ((PyThreadState *)g->tstate)->recursion_remaining +=
+                (slot_budget(g, new) - slot_budget(g, old)) - (new - old);
 }
 
 static PyObject *w_setrecursionlimit(PyObject *self, PyObject *arg) {
@@ -776,7 +825,7 @@ static PyObject *w_setrecursionlimit(PyObject *self, PyObject *arg) {
     int my_rem = 0, my_depth = 0;
     if (my_ts) { /* on a borrowed stack, big_extra of the counter is on loan */
         my_rem = my_ts->recursion_remaining;
-        my_depth = slot_budget(me->rt, old) - (my_rem - me->big_extra);
+        my_depth = slot_budget(me, old) - (my_rem - me->big_extra);
         my_ts->recursion_remaining = old - my_depth;
     }
     PyObject *r = PyObject_CallOneArg(orig_setrecursionlimit, arg);
@@ -789,7 +838,7 @@ static PyObject *w_setrecursionlimit(PyObject *self, PyObject *arg) {
     }
     if (my_ts)
         my_ts->recursion_remaining =
-            r ? slot_budget(me->rt, new) - my_depth + me->big_extra : my_rem;
+            r ? slot_budget(me, new) - my_depth + me->big_extra : my_rem;
     return r;
 }
 
@@ -1196,7 +1245,8 @@ static PyObject *make_module(void) {
         return NULL;
     str_name = PyUnicode_InternFromString("name");
     str_priority = PyUnicode_InternFromString("priority");
-    if (!str_name || !str_priority) {
+    str_stack_size = PyUnicode_InternFromString("stack_size");
+    if (!str_name || !str_priority || !str_stack_size) {
         Py_DECREF(m);
         return NULL;
     }

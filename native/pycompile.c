@@ -7,8 +7,9 @@
  * raising.  marshal likewise bounds its depth at 2,000 levels, sized for a
  * main thread.  A Runtime therefore replaces builtins.compile, eval and exec
  * and marshal.dumps, loads, dump and load with these wrappers, once per
- * process.  Outside a Python GVThread's own slot they only forward.  Inside
- * one, compile() and marshal run whole on a borrowed 8 MiB stack; eval() and
+ * process.  Outside a Python GVThread with little of its own stack left
+ * (on_small_stack) they only forward.  Inside one, compile() and marshal run
+ * whole on a borrowed 8 MiB stack; eval() and
  * exec() of a str or bytes compile it there exactly as they would (eval
  * strips leading blanks; "<string>"; the caller's __future__ flags, since a C
  * wrapper pushes no frame) and then run the code object on the GVThread's
@@ -29,18 +30,22 @@ static const char *const w_names[W_N] = {"compile", "eval", "exec", "dumps",
 static PyObject *w_orig[W_N]; /* the replaced functions (owned) */
 static PyObject *s_builtins;  /* "__builtins__", interned */
 
-/* The Python GVThread calling, if it runs on its own slot (not already on a
- * borrowed stack, and with a slot smaller than a borrowed stack). */
+/* The Python GVThread calling, if it runs on its own stack (not already on a
+ * borrowed one) with less than half a borrowed stack left below it.  A
+ * GVThread on the default 8 MiB stack parses and compiles on its own stack
+ * unless it is already deep; the borrowed stack earns its place for
+ * GVThreads spawned with small stacks and for deep callers. */
 static gv_gvt *on_small_stack(void) {
     gv_gvt *g = gv_current();
     if (!g || g->native || g->slot == GV_NO_SLOT)
         return NULL;
     gv_runtime *rt = g->rt;
-    if (rt->cfg.stack_size >= GV_BIGSTACK_SIZE)
-        return NULL;
-    char *base = gv_slot_base(&rt->slots, g->slot);
+    char *base = g->own_map ? g->own_map : gv_slot_base(&rt->slots, g->slot);
+    size_t len = g->own_map ? g->own_len : rt->slots.slot_size;
     char *sp = __builtin_frame_address(0);
-    return sp >= base && sp < base + rt->slots.slot_size ? g : NULL;
+    if (sp < base || sp >= base + len)
+        return NULL; /* on a borrowed stack already */
+    return (size_t)(sp - (char *)g->stack_lo) < GV_BIGSTACK_SIZE / 2 ? g : NULL;
 }
 
 /* The recursion budget while on the borrowed stack.  A GVThread starts with
@@ -74,7 +79,7 @@ struct vcall {
 static void vcall_run(void *p) {
     struct vcall *v = p;
     PyThreadState *ts = PyThreadState_Get();
-    int units = v->g->rt->py_recursion_units;
+    int units = v->g->rec_units;
     int plain = PLAIN_UNITS(ts) < BIG_UNITS_CAP ? PLAIN_UNITS(ts) : BIG_UNITS_CAP;
     int extra = plain > units ? plain - units : 0;
     REMAINING(ts) += extra;

@@ -18,7 +18,8 @@
 gv_runtime *gv_runtime_new(const gv_config *cfg, int *err) {
     *err = GV_E_CONFIG;
     if (cfg->workers < 1 || cfg->workers > GV_MAX_WORKERS || cfg->max_gvthreads < 1 ||
-        cfg->stack_size < GV_MIN_STACK || cfg->stack_size % GV_PAGE)
+        cfg->stack_size < GV_MIN_STACK || cfg->stack_size > GV_MAX_STACK ||
+        cfg->stack_size % GV_PAGE)
         return NULL;
     gv_runtime *rt = aligned_alloc(GV_CACHELINE, (sizeof *rt + GV_CACHELINE - 1) & ~(size_t)(GV_CACHELINE - 1));
     if (!rt) {
@@ -176,6 +177,8 @@ void gv_runtime_stats_get(gv_runtime *rt, gv_runtime_stats *out) {
     out->live = atomic_load_explicit(&rt->live, memory_order_relaxed);
     out->slots_in_use = gv_slots_test_in_use(&rt->slots);
     out->guard_pages = rt->slots.guard;
+    out->own_stacks = atomic_load_explicit(&rt->own_stacks, memory_order_relaxed);
+    out->stack_trims = atomic_load_explicit(&rt->stack_trims, memory_order_relaxed);
 }
 
 int gv_worker_stats_get(gv_runtime *rt, int worker, gv_worker_stats *out) {

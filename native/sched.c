@@ -405,8 +405,37 @@ static gv_gvt *find_runnable(gv_worker *w, gv_thr *t) {
 
 /* ---------------------------------------------------------------- running */
 
+/* g's own stack, whatever a borrowed-stack call has put in stack_lo. */
+static inline char *own_stack(gv_runtime *rt, gv_gvt *g, size_t *len) {
+    if (g->own_map) {
+        *len = g->own_len;
+        return g->own_map;
+    }
+    *len = rt->slots.slot_size;
+    return gv_slot_base(&rt->slots, g->slot);
+}
+
+/* Deep pages of a parked or finished stack go back (stack.c); sp NULL: all
+ * of it is dead. */
+static void shrink_stack(gv_runtime *rt, gv_gvt *g, const char *sp) {
+    size_t len;
+    char *base = own_stack(rt, g, &len);
+    if (!sp)
+        sp = base + len - GV_SLOT_TOP_PAD - GV_CHUNK_BYTES;
+    else if (sp < base || sp >= base + len)
+        return; /* parked inside a borrowed-stack call: that stack is not ours to trim */
+    if (gv_stack_shrink(base, len, sp))
+        atomic_fetch_add_explicit(&rt->stack_trims, 1, memory_order_relaxed);
+}
+
 static void finish_exit(gv_runtime *rt, gv_gvt *g) {
-    gv_slots_release(&rt->slots, g->slot);
+    if (g->own_map) {
+        gv_own_stack_unmap(g->own_map, g->own_len);
+        atomic_fetch_sub_explicit(&rt->own_stacks, 1, memory_order_relaxed);
+    } else {
+        shrink_stack(rt, g, NULL);
+        gv_slots_release(&rt->slots, g->slot);
+    }
     atomic_store_explicit(&g->state, GV_FREE, memory_order_relaxed);
     gv_slots_release(&rt->metas, g->meta);
     atomic_fetch_sub_explicit(&rt->exiting, 1, memory_order_release);
@@ -418,6 +447,15 @@ static void finish_exit(gv_runtime *rt, gv_gvt *g) {
 
 static void gv_entry(void *arg);
 
+/* A stack in slot layout (stack.c) at [base, base + len), for g's first run. */
+static void layout_stack(gv_gvt *g, char *base, size_t len, int guarded) {
+    char *chunk = base + len - GV_SLOT_TOP_PAD - GV_CHUNK_BYTES;
+    g->chunk_hint = chunk;
+    g->stack_lo = base + GV_PAGE + (guarded ? 0 : 16);
+    g->stack_size = (size_t)(chunk - (char *)g->stack_lo);
+    gv_ctx_init(&g->ctx, g->stack_lo, g->stack_size, gv_entry, g);
+}
+
 /* A GVThread gets its stack when it first runs, not when spawned: a burst of
  * spawns of short callables then reuses one warm slot instead of faulting in
  * a fresh page each.  A metadata entry was reserved at spawn and there are as
@@ -425,13 +463,25 @@ static void gv_entry(void *arg);
 static void bind_stack(gv_runtime *rt, gv_gvt *g) {
     int64_t idx = gv_slots_alloc(&rt->slots);
     GV_CHECK(idx >= 0, "no stack slot for a reserved GVThread");
-    char *base = gv_slot_base(&rt->slots, (uint32_t)idx);
-    char *chunk = base + rt->slots.slot_size - GV_SLOT_TOP_PAD - GV_CHUNK_BYTES;
     g->slot = (uint32_t)idx;
-    g->chunk_hint = chunk;
-    g->stack_lo = base + GV_PAGE + (rt->slots.guard ? 0 : 16);
-    g->stack_size = (size_t)(chunk - (char *)g->stack_lo);
-    gv_ctx_init(&g->ctx, g->stack_lo, g->stack_size, gv_entry, g);
+    layout_stack(g, gv_slot_base(&rt->slots, (uint32_t)idx), rt->slots.slot_size,
+                 rt->slots.guard);
+}
+
+void gv_spawn_own_stack(gv_gvt *g, char *map, size_t len) {
+    g->slot = GV_OWN_SLOT;
+    g->own_map = map;
+    g->own_len = len;
+    layout_stack(g, map, len, 1);
+    g->chunk_hint = NULL; /* not in a registered region: the arena hook must free it */
+    atomic_fetch_add_explicit(&g->rt->own_stacks, 1, memory_order_relaxed);
+}
+
+/* The bottom canary, where the stack has no guard marker. */
+static inline void check_canary(gv_runtime *rt, gv_gvt *g) {
+    if (!rt->slots.guard && !g->own_map)
+        GV_CHECK(*(uint64_t *)(gv_slot_base(&rt->slots, g->slot) + GV_PAGE) == GV_CANARY,
+                 "GVThread stack overflow (canary overwritten)");
 }
 
 static inline void bump(_Atomic uint64_t *c) {
@@ -506,9 +556,7 @@ static int run_one(gv_thr *t, gv_worker *p, gv_gvt *g) {
     }
     if (g->after == GV_AFTER_EXIT)
         t->acct_g = NULL; /* its entry is about to be freed: nothing to charge */
-    if (!rt->slots.guard)
-        GV_CHECK(*(uint64_t *)(gv_slot_base(&rt->slots, g->slot) + GV_PAGE) == GV_CANARY,
-                 "GVThread stack overflow (canary overwritten)");
+    check_canary(rt, g);
     switch (g->after) {
     case GV_AFTER_YIELD:
     case GV_AFTER_PREEMPT:
@@ -563,6 +611,8 @@ static int run_one(gv_thr *t, gv_worker *p, gv_gvt *g) {
         void (*unlock)(void *) = g->park_unlock;
         void *arg = g->park_arg;
         g->park_unlock = NULL;
+        /* Before the unlock: until then no waker can resume g on its stack. */
+        shrink_stack(rt, g, gv_ctx_sp(&g->ctx));
         atomic_store(&g->state, GV_BLOCKED); /* seq_cst: see wait.c on interrupts */
         if (unlock)
             unlock(arg); /* from here on a waker may ready g */
@@ -795,9 +845,7 @@ static int yield_direct(gv_thr *t, gv_gvt *g) {
     p->ntick++; /* a native pick, as pick_native counts them */
 
     /* g's switch-out, as run_one's GV_AFTER_YIELD. */
-    if (!rt->slots.guard)
-        GV_CHECK(*(uint64_t *)(gv_slot_base(&rt->slots, g->slot) + GV_PAGE) == GV_CANARY,
-                 "GVThread stack overflow (canary overwritten)");
+    check_canary(rt, g);
     p->stats.yields++;
     p->stats.direct_yields++;
     atomic_store_explicit(&g->state, GV_READY, memory_order_relaxed);

@@ -13,6 +13,14 @@
  * the most recently freed slots stay warm (LIFO reuse makes the next spawn
  * find its pages mapped) and the rest are trimmed when a worker goes idle.
  *
+ * Slots are as deep as a thread's stack (8 MiB by default), so a GVThread
+ * runs what a thread runs: the reservation is address space, not memory
+ * (1M slots reserve 8 TiB of the 128 TiB user half).  The region starts on
+ * a 2 MiB boundary with transparent huge pages off, so a stack's first touch
+ * maps 4 KiB, never 2 MiB.  Pages a deep call touched go back at a park or
+ * the exit (gv_stack_shrink below).  A GVThread spawned with another size
+ * gets a mapping of its own in the same layout (gv_own_stack_map).
+ *
  * Slot layout, low to high addresses (T = top of slot, page aligned):
  *   [guard page][ C stack, grows down ...  | first data-stack chunk ][pad]
  *                                          ^ C = T - 16K - 1K = initial sp
@@ -36,6 +44,8 @@
 #ifndef MADV_GUARD_INSTALL
 #define MADV_GUARD_INSTALL 102
 #endif
+
+#define HUGE_ALIGN ((size_t)2 << 20)
 
 #if GV_ASAN
 #include <sanitizer/asan_interface.h>
@@ -115,10 +125,27 @@ int gv_slots_init(struct gv_slots *s, uint32_t nslots, size_t slot_size, int sta
     size_t total = (size_t)nslots * slot_size;
     if (total / slot_size != nslots)
         return GV_E_CONFIG;
-    void *p = mmap(NULL, total, PROT_READ | PROT_WRITE,
+    /* Stack regions start on a 2 MiB boundary: slot tops then never straddle
+     * one, so a slot's hot top pages and its deep mark (below) share one
+     * page-table page. */
+    size_t align = stacks ? HUGE_ALIGN : 0;
+    if (total + align < total)
+        return GV_E_CONFIG;
+    char *m = mmap(NULL, total + align, PROT_READ | PROT_WRITE,
                    MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
-    if (p == MAP_FAILED)
+    if (m == MAP_FAILED)
         return GV_E_NOMEM;
+    char *p = m;
+    if (align) {
+        p = (char *)(((uintptr_t)m + align - 1) & ~(uintptr_t)(align - 1));
+        if (p > m)
+            munmap(m, (size_t)(p - m));
+        if (p + total < m + total + align)
+            munmap(p + total, (size_t)(m + total + align - (p + total)));
+        /* A transparent huge page would turn one touched stack page into
+         * 2 MiB where THP is "always". */
+        madvise(p, total, MADV_NOHUGEPAGE);
+    }
     /* The free stack is as large as the slot count but only its used prefix
      * is ever touched, so it costs nothing up front either. */
     void *fs = mmap(NULL, (size_t)nslots * sizeof(uint32_t), PROT_READ | PROT_WRITE,
@@ -134,7 +161,7 @@ int gv_slots_init(struct gv_slots *s, uint32_t nslots, size_t slot_size, int sta
     s->stacks = stacks;
     s->guard = stacks && madvise(p, GV_PAGE, MADV_GUARD_INSTALL) == 0;
     if (stacks)
-        gv_region_register(p, (char *)p + total);
+        gv_region_register(p, p + total);
     pthread_mutex_init(&s->lock, NULL);
     return GV_OK;
 }
@@ -283,6 +310,89 @@ uint32_t gv_slots_reset_if_empty(struct gv_slots *s, uint32_t keep_hot) {
     return was;
 }
 
+/* ---- stacks of their own ----
+ *
+ * spawn(stack_size=) asks for a stack other than the runtime's slot size: it
+ * gets a mapping of its own, laid out as a slot (guard page at the bottom,
+ * room for a data-stack chunk at the top, which it takes from the pool
+ * instead: no region to register for the arena hook), mapped at spawn so that a failure
+ * is the spawner's MemoryError, and unmapped when the GVThread ends.  The
+ * guard is a guard marker where the kernel has MADV_GUARD_INSTALL (one VMA),
+ * else PROT_NONE (two VMAs: vm.max_map_count bounds how many such GVThreads
+ * can live at once, and mmap failing says so). */
+char *gv_own_stack_map(size_t len) {
+    char *m = mmap(NULL, len, PROT_READ | PROT_WRITE,
+                   MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_STACK, -1, 0);
+    if (m == MAP_FAILED)
+        return NULL;
+    if (madvise(m, GV_PAGE, MADV_GUARD_INSTALL) != 0 && mprotect(m, GV_PAGE, PROT_NONE) != 0) {
+        munmap(m, len);
+        return NULL;
+    }
+    if (len >= HUGE_ALIGN)
+        madvise(m, len, MADV_NOHUGEPAGE);
+    return m;
+}
+
+void gv_own_stack_unmap(char *base, size_t len) {
+#if GV_ASAN
+    /* Frames that never returned left poison; a later mapping may land here. */
+    __asan_unpoison_memory_region(base + GV_PAGE, len - GV_PAGE);
+#endif
+    munmap(base, len);
+}
+
+/* ---- giving back deep pages ----
+ *
+ * A deep call (an import, a deep recursion) touches stack pages that stay
+ * resident after it returns: with thread-sized stacks, a million GVThreads
+ * that each went deep once would keep every page.  Each stack has a mark
+ * page, the one holding the byte KEEP bytes below its initial sp.  Nothing writes
+ * it at spawn (that would cost a page per GVThread): a fresh or given-back
+ * page reads as zeros, and a call that went below it wrote its frames there.
+ * So at a park (from the worker, before any waker can resume the GVThread)
+ * and at the exit, a mark page with a non-zero word, with sp back above it,
+ * means "went deep since the last look": the pages below sp's (less one, for
+ * the red zone) go back with MADV_DONTNEED, which zeroes the mark page again.
+ * The whole page is read, not one word: a frame's unwritten locals (a
+ * sort's 2 KiB merge buffer, say) often cover a given word.  An untouched
+ * mark page is the kernel's shared zero page, so the common read is of one
+ * cache-hot physical page and costs no memory.  Only a frame that leaves a
+ * whole page unwritten hides the excursion: its pages then stay until the
+ * slot is trimmed.  A GVThread parked deeper than the mark page keeps what
+ * it uses. */
+#define STACK_KEEP ((size_t)32 << 10)
+
+/* Read without ASan's check: the mark page may lie inside dead frames' redzones. */
+#if GV_ASAN
+__attribute__((no_sanitize_address))
+#endif
+static int page_written(const uint64_t *p) {
+    const volatile uint64_t *v = p;
+    for (size_t i = 0; i < GV_PAGE / 8; i += 8) {
+        uint64_t acc = v[i] | v[i + 1] | v[i + 2] | v[i + 3] | v[i + 4] | v[i + 5] |
+                       v[i + 6] | v[i + 7];
+        if (acc)
+            return 1;
+    }
+    return 0;
+}
+
+int gv_stack_shrink(char *base, size_t len, const char *sp) {
+    char *top = base + len - GV_SLOT_TOP_PAD - GV_CHUNK_BYTES; /* the initial sp */
+    if (len < STACK_KEEP + 4 * GV_PAGE + GV_SLOT_TOP_PAD + GV_CHUNK_BYTES)
+        return 0;
+    uintptr_t mark = ((uintptr_t)(top - STACK_KEEP) & ~(uintptr_t)(GV_PAGE - 1));
+    uintptr_t hi = ((uintptr_t)sp & ~(uintptr_t)(GV_PAGE - 1)) - GV_PAGE;
+    if (hi < mark + GV_PAGE || !page_written((const uint64_t *)mark))
+        return 0;
+    /* The first usable page stays: it holds the canary where there are no
+     * guard markers, and costs nothing where the stack never reached it. */
+    uintptr_t lo = (uintptr_t)base + 2 * GV_PAGE;
+    madvise((void *)lo, hi - lo, MADV_DONTNEED);
+    return 1;
+}
+
 /* ---- test hooks ---- */
 gv_slots_t *gv_slots_test_new(uint32_t nslots, size_t slot_size) {
     gv_slots_t *s = calloc(1, sizeof *s);
@@ -311,14 +421,15 @@ uint32_t gv_slots_test_in_use(gv_slots_t *s) {
 
 /* ---- borrowed stacks ----
  *
- * Why: a GVThread's slot is small (256 KiB by default), and the recursion
- * bound (pybridge.c) covers only what CPython counts.  CPython's parser
- * counts its depth against its own limit (6,000 rule levels) and its
- * compiler against sys.getrecursionlimit() x 3, neither of which knows the
- * stack size: a legal `eval("[" * 199 + "]" * 199)` needs 256-512 KiB and a
- * 20,000-deep unary minus 0.5-1 MiB before CPython reports an error, so on a
- * slot they were a SIGSEGV.  pycompile.c runs compile() on one of these
- * instead, as deep as a main thread's stack.
+ * Why: the recursion bound (pybridge.c) covers only what CPython counts.
+ * CPython's parser counts its depth against its own limit (6,000 rule
+ * levels) and its compiler against sys.getrecursionlimit() x 3, neither of
+ * which knows the stack size: a legal `eval("[" * 199 + "]" * 199)` needs
+ * 256-512 KiB and a 20,000-deep unary minus 0.5-1 MiB before CPython reports
+ * an error.  The default 8 MiB slot holds them, as a thread's stack does; a
+ * GVThread spawned with a small stack, or already deep in its own, would
+ * crash.  pycompile.c runs compile() and marshal on one of these for those
+ * callers only (on_small_stack), as deep as a main thread's stack.
  *
  * A stack is an 8 MiB MAP_NORESERVE mapping with a guard page (a guard
  * marker where the kernel has MADV_GUARD_INSTALL, else PROT_NONE).  One is

@@ -9,6 +9,8 @@
  *                               caller's floating-point control state, not the
  *                               ABI default (a borrowed stack runs the same
  *                               GVThread, whose rounding mode must hold there)
+ *   void *gv_ctx_sp(const gv_ctx *c)   the saved stack pointer of a switched-out
+ *                               context, or NULL if the port cannot tell
  * A voluntary switch is a function call, so only what the ABI says survives a
  * call is saved.  Build with GVTHREAD_CTX=ucontext to force the fallback.
  */

@@ -19,5 +19,8 @@ void gv_ctx_init(gv_ctx *c, void *stack_lo, size_t size,
 void gv_ctx_switch(gv_ctx *from, gv_ctx *to);
 /* getcontext in gv_ctx_init already took the caller's floating-point state. */
 static inline void gv_ctx_inherit_fp(gv_ctx *c) { (void)c; }
+/* The saved stack pointer of a switched-out context; NULL: not known here
+ * (mcontext layout is per arch), so parked stacks are not shrunk. */
+static inline void *gv_ctx_sp(const gv_ctx *c) { (void)c; return NULL; }
 
 #endif

@@ -42,6 +42,9 @@ static inline void gv_ctx_init(gv_ctx *c, void *stack_lo, size_t size,
     c->sp = sp;
 }
 
+/* The saved stack pointer of a switched-out context. */
+static inline void *gv_ctx_sp(const gv_ctx *c) { return c->sp; }
+
 static inline void gv_ctx_inherit_fp(gv_ctx *c) {
     uint32_t mxcsr;
     uint16_t cw;

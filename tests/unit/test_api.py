@@ -70,7 +70,7 @@ def test_runtime_attributes():
 def test_runtime_defaults():
     with Runtime() as r:
         assert r.workers == os.cpu_count()
-        assert r.stack_size == 256 * KIB
+        assert r.stack_size == 8 * 1024 * KIB  # a main thread's
         assert r.max_gvthreads == 1_000_000
 
 
@@ -242,6 +242,7 @@ def test_default_priority_is_normal(rt):
 @pytest.mark.parametrize("size", [
     0, -4096, 4096, 32 * KIB, 64 * KIB - 4096,      # too small (< 64 KiB)
     64 * KIB + 1, 100_000, 256 * KIB + 100,         # not a multiple of the page size
+    16 * 1024 * 1024 * KIB + 4096,                  # above the 16 GiB maximum
 ])
 def test_runtime_bad_stack_size(size):
     with pytest.raises(ValueError):
