@@ -1,20 +1,39 @@
 """gvthread.compile: compile Python source with safepoint checks inserted.
 
 A GVThread is preempted cooperatively: the monitor sets its preempt flag
-when its time slice runs out, and the GVThread yields at its next safepoint.
-Code that loops without calling into the runtime has no safepoint, so this
-module adds one at every loop back-edge (the top of each loop body) and every
-function entry:
+when its time slice runs out, and the GVThread yields at its next safepoint;
+a cancel or a timeout() is raised there too.  Code that loops without calling
+into the runtime has no safepoint, so this module puts one into every code
+object of the source that can loop or be run repeatedly:
 
-    if __gvpreempt__: __gvsafepoint__()
+- every loop back-edge (the top of each `for`, `async for` and `while` body),
+  every function body (`def`, `async def`, nested or not) and every class
+  body, after the docstring:
+
+      if __gvpreempt__: __gvsafepoint__()
+
+- every `for` clause of a list, set or dict comprehension or a generator
+  expression, sync or async, as its first `if`, evaluated once per item of
+  that clause's loop (an endless comprehension has no statement to hold the
+  check above):
+
+      [x for x in it if (not __gvpreempt__ or __gvsafepoint__() or True)]
+
+- every lambda body, once per call (a lambda loops only through a
+  comprehension, which has its own check; the condition is always true, so
+  the lambda returns its body's value whatever the safepoint returns):
+
+      lambda: BODY if (not __gvpreempt__ or __gvsafepoint__() or True) else None
 
 `__gvpreempt__` is a C object whose truth is the calling GVThread's
 preempt-or-interrupt flag, so the test is a cached builtin load and a truth
-test; `__gvsafepoint__` is gvthread.safepoint.  Both live in `builtins`, so
-compiled code runs in any namespace.  The inserted statements carry the line
-number of the statement they precede, so tracebacks, line numbers and
-coverage of the original lines are unchanged.  Comprehensions and generator
-expressions are not instrumented (their loops are implicit in the AST).
+test; `__gvsafepoint__` is gvthread.safepoint, and whatever it raises
+(Cancelled, TimeoutError) propagates from the check as from any call.  Both
+live in `builtins`, so compiled code runs in any namespace.  An inserted
+statement carries the line number of the statement it precedes, an inserted
+condition the position of the clause's target or of the lambda's body, so
+tracebacks, line numbers and coverage of the original lines are unchanged.
+Cost of the comprehension check: docs/ARCHITECTURE.md, "Preemption".
 """
 from __future__ import annotations
 
@@ -33,19 +52,34 @@ def _install_builtins() -> None:
         setattr(builtins, SAFEPOINT, _core.safepoint)
 
 
+def _locate(new: ast.AST, anchor: ast.AST) -> ast.AST:
+    """Give every node of `new` anchor's start position, zero-width."""
+    for n in ast.walk(new):
+        ast.copy_location(n, anchor)
+        n.end_lineno = anchor.lineno
+        n.end_col_offset = anchor.col_offset
+    return new
+
+
 def _check_at(node: ast.stmt) -> ast.If:
     """`if __gvpreempt__: __gvsafepoint__()`, located at node."""
-    check = ast.If(
+    return _locate(ast.If(
         test=ast.Name(id=FLAG, ctx=ast.Load()),
         body=[ast.Expr(value=ast.Call(func=ast.Name(id=SAFEPOINT, ctx=ast.Load()),
                                       args=[], keywords=[]))],
         orelse=[],
-    )
-    for n in ast.walk(check):
-        ast.copy_location(n, node)
-        n.end_lineno = node.lineno
-        n.end_col_offset = node.col_offset
-    return check
+    ), node)
+
+
+def _check_expr(anchor: ast.expr) -> ast.expr:
+    """`(not __gvpreempt__ or __gvsafepoint__() or True)`, located at anchor: true
+    whatever the safepoint returns; in a condition it compiles to one builtin load
+    and one jump while the flag is clear."""
+    return _locate(ast.BoolOp(op=ast.Or(), values=[
+        ast.UnaryOp(op=ast.Not(), operand=ast.Name(id=FLAG, ctx=ast.Load())),
+        ast.Call(func=ast.Name(id=SAFEPOINT, ctx=ast.Load()), args=[], keywords=[]),
+        ast.Constant(value=True),
+    ]), anchor)
 
 
 class _Instrument(ast.NodeTransformer):
@@ -70,19 +104,40 @@ class _Instrument(ast.NodeTransformer):
         self._prepend(node.body, skip_docstring=True)
         return node
 
-    visit_FunctionDef = visit_AsyncFunctionDef = _function
+    visit_FunctionDef = visit_AsyncFunctionDef = visit_ClassDef = _function
+
+    def _comprehension(self, node):
+        self.generic_visit(node)
+        # Each clause is a loop of its own: `for a in A for b in count()` spins
+        # in the second clause without ever running the first clause's ifs.
+        for gen in node.generators:
+            gen.ifs.insert(0, _check_expr(gen.target))
+        return node
+
+    visit_ListComp = visit_SetComp = visit_DictComp = visit_GeneratorExp = _comprehension
+
+    def visit_Lambda(self, node):
+        self.generic_visit(node)
+        body = node.body
+        node.body = ast.copy_location(
+            ast.IfExp(test=_check_expr(body), body=body,
+                      orelse=_locate(ast.Constant(value=None), body)), body)
+        return node
 
 
 def instrument(tree: ast.AST) -> ast.AST:
-    """Insert the safepoint checks into a parsed module/interactive/expression tree."""
+    """Insert the safepoint checks into a parsed module/interactive/expression tree
+    (in place; the tree is returned)."""
     return ast.fix_missing_locations(_Instrument().visit(tree))
 
 
 def compile(source, filename: str, mode: str, flags: int = 0, dont_inherit: bool = False,
             optimize: int = -1):
-    """Like the builtin compile(), with a safepoint check at every loop back-edge and
-    function entry, so a GVThread running the code can be preempted at the end of its
-    time slice without calling gvthread.safepoint() itself.  `source` may be a string,
+    """Like the builtin compile(), with a safepoint check in every code object of the
+    source (loop back-edges, function, class and lambda bodies, each clause of a
+    comprehension or generator expression), so a GVThread running the code can be
+    preempted at the end of its time slice, cancelled or timed out without calling
+    gvthread.safepoint() itself.  `source` may be a string,
     bytes or an AST; mode is "exec", "eval" or "single"."""
     _install_builtins()
     if isinstance(source, ast.AST):

@@ -7,10 +7,12 @@ flagged past its grace period and others wait, the monitor posts a CPython pendi
 call; the thread that holds the GIL runs it at its next eval-breaker check.  If that
 thread is running the late GVThread, `arm()` is called on top of its frames and arms
 `JUMP | PY_START | PY_RESUME` on the code of each (innermost first, at most
-MAX_FRAMES), under a tool id of our own.  The next loop back-edge, call or resume in
-that code calls `_hit`, which disarms the code (set_local_events(tool, code, 0), so it
-runs at full speed again) and runs the safepoint: it yields, or raises a pending
-Cancelled / TimeoutError into the interrupted code.
+MAX_FRAMES), under a tool id of our own.  The next call or resume of that code calls
+`_hit`, which disarms the code (set_local_events(tool, code, 0), so it runs at full
+speed again) and runs the safepoint: it yields, or raises a pending Cancelled /
+TimeoutError into the interrupted code.  A loop back-edge (JUMP) does not run the
+safepoint itself: it re-arms its code for INSTRUCTION only, and the jump target's
+INSTRUCTION event calls `_hit` (why: below).
 
 Facts about sys.monitoring that shape this module:
 - Local events are per code object and per tool, not per thread: every thread that
@@ -28,6 +30,16 @@ Facts about sys.monitoring that shape this module:
 - The callbacks run with the GVThread's tstate marked as tracing, so no event fires
   inside them; that mark is per tstate, hence per GVThread, and travels with it
   across the switch.
+- An exception raised by a JUMP callback skips every handler of the frame that
+  jumped, on 3.12.1 and 3.13.0 alike: `try/except`, `finally` and `with` around the
+  loop are not run, and the exception leaves the frame as if raised by its caller.
+  So `with gvthread.timeout(0.05): while True: pass`, written in one frame (a
+  module's top level, or one function), lost its TimeoutError: the scope's exit
+  never ran and the error escaped the frame raw, while the same loop in a function
+  called inside the scope worked (its own frame had no handler to skip).  Raised by
+  an INSTRUCTION, PY_START or PY_RESUME callback, the same exception is handled as
+  usual (measured on both versions).  Hence the detour through INSTRUCTION: it
+  fires at the jump target, the place where gvthread.compile puts its safepoint.
 """
 from __future__ import annotations
 
@@ -76,6 +88,7 @@ def _claim() -> Optional[int]:
         _mon.register_callback(tid, _mon.events.JUMP, _on_jump)
         _mon.register_callback(tid, _mon.events.PY_START, _on_start)
         _mon.register_callback(tid, _mon.events.PY_RESUME, _on_start)
+        _mon.register_callback(tid, _mon.events.INSTRUCTION, _on_instruction)
         _tool = tid
         return tid
     return None
@@ -132,10 +145,23 @@ def _hit(code: CodeType) -> None:
 
 
 def _on_jump(code: CodeType, offset: int, dest: int) -> None:
-    _hit(code)
+    # Never raise here (module docstring): let the jump target's INSTRUCTION
+    # event run the safepoint, inside the frame's handlers.
+    tool = _tool
+    if _flag and tool is not None:
+        try:
+            _mon.set_local_events(tool, code, _mon.events.INSTRUCTION)
+            return
+        except ValueError:  # our tool id was freed by someone else
+            pass
+    _disarm(code)
 
 
 def _on_start(code: CodeType, offset: int) -> None:
+    _hit(code)
+
+
+def _on_instruction(code: CodeType, offset: int) -> None:
     _hit(code)
 
 

@@ -300,6 +300,71 @@ def test_interrupt_sleep(kernel):
     assert dt < INTERRUPT_LIMIT, f"execute_reply {dt:.3f} s after the interrupt"
 
 
+#: Endless loops that loop only inside a comprehension or a generator expression: no
+#: `for`/`while` statement holds a safepoint, gvthread.compile's per-clause check does.
+ENDLESS_CELLS = {
+    "list comprehension": "[x for x in iter(int, 1)]",
+    "generator expression": "list(x for x in iter(int, 1))",
+    "sum of a generator expression": "sum(x for x in iter(int, 1))",
+    "assigned in a function": "def f():\n    return [x for x in iter(int, 1)]\nxs = f()",
+}
+#: The issue asks for < 1 s (measured: a few ms); the test's bound is wider so that a
+#: loaded 2-core CI box does not fail it, and still catches a loop that never stops.
+ENDLESS_LIMIT = 5.0
+
+
+@pytest.mark.parametrize("name", sorted(ENDLESS_CELLS))
+def test_interrupt_endless_comprehension(kernel, name):
+    c, dt = _interrupt_latency(kernel, "print('go')\n" + ENDLESS_CELLS[name])
+    print(f"interrupt of an endless {name}: execute_reply after {dt * 1e3:.1f} ms")
+    assert c["status"] == "error" and c["ename"] == "KeyboardInterrupt", c
+    assert dt < ENDLESS_LIMIT, f"execute_reply {dt:.3f} s after the interrupt"
+    _, msgs = kernel.execute_ok("1 + 1")
+    assert result_text(msgs) == "2"
+
+
+def test_gvcancel_stops_an_endless_generator_expression_in_the_background(kernel):
+    kernel.execute_ok("%%gvspawn --name bg-genexp\nsum(x for x in iter(int, 1))")
+    listed, _ = kernel.call("gv_list_request", {"name": "bg-genexp"})
+    (item,) = listed["content"]["items"]
+    gid = item["id"]
+    time.sleep(0.2)  # well inside the loop
+    listed, _ = kernel.call("gv_list_request", {"name": "bg-genexp"})
+    assert [i["state"] for i in listed["content"]["items"]] in (
+        ["running"], ["ready"], ["preempted"])
+    t0 = time.perf_counter()
+    _, msgs = kernel.execute_ok(f"%gvcancel {gid}")
+    assert stream_text(msgs, "stdout") == f"GVThread {gid}: cancelled\n"
+    ev = exit_event(kernel, gid)
+    dt = time.perf_counter() - t0
+    print(f"%gvcancel of a background generator expression: exit after {dt * 1e3:.1f} ms")
+    assert gv_meta(ev)["status"] == "cancelled"
+    assert dt < ENDLESS_LIMIT
+    listed, _ = kernel.call("gv_list_request", {"name": "bg-genexp"})
+    assert listed["content"]["items"] == []
+    _, msgs = kernel.execute_ok("1 + 1")
+    assert result_text(msgs) == "2"
+
+
+INLINE_TIMEOUT_CELL = """import gvthread, time
+t0 = time.monotonic()
+try:
+    with gvthread.timeout(0.05):
+        while True: pass
+except TimeoutError as e:
+    print(f"fired {time.monotonic() - t0:.4f} {e}")
+"""
+
+
+def test_inline_timeout_at_the_cells_top_level(kernel):
+    _, msgs = kernel.execute_ok(INLINE_TIMEOUT_CELL, timeout=30)
+    out = stream_text(msgs, "stdout")
+    assert out.startswith("fired ") and out.endswith(" timed out after 0.05 s\n"), out
+    took = float(out.split()[1])
+    print(f"inline timeout(0.05) in a cell: fired after {took * 1e3:.1f} ms")
+    assert 0.05 <= took < ENDLESS_LIMIT  # ~51 ms measured
+
+
 def test_interrupt_leaves_background_running_and_gvcancel_ends_it(kernel):
     reply, msgs = kernel.execute_ok(
         "bg_loop = %gvspawn --name bg-survivor while True: pass\nbg_loop.id")

@@ -123,6 +123,59 @@ def test_timeout_reaches_a_plain_busy_loop():
     assert took is not None and took < 5.0
 
 
+# `while True: pass` in the very frame that holds the handlers: a module's top level (the
+# issue's case) and one function.  A JUMP callback's exception skipped them all
+# (_monitor's docstring); the scope's own exit must run and turn it into its message.
+INLINE_SRC = """
+t0 = time.monotonic()
+try:
+    with gvthread.timeout(0.05):
+        while True: pass
+except TimeoutError as e:
+    out.append((time.monotonic() - t0, str(e)))
+"""
+
+ONE_FRAME_SRC = """
+def one_frame(out):
+    try:
+        try:
+            while True: pass
+        finally:
+            out.append("finally")
+    except gvthread.Cancelled:
+        out.append("caught")
+        raise
+"""
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_inline_timeout_in_plain_module_code(workers):
+    out = []
+    code = compile(INLINE_SRC, "<inline>", "exec")
+    with Runtime(workers=workers) as rt:
+        rt.spawn(exec, code, {"gvthread": gvthread, "time": time, "out": out}).join(
+            timeout=JOIN_TIMEOUT)
+    assert len(out) == 1, out
+    took, msg = out[0]
+    print(f"inline timeout(0.05), plain module code: fired after {took * 1e3:.1f} ms")
+    assert msg == "timed out after 0.05 s"
+    assert took < 5.0  # ~51 ms measured; wide, for a loaded 2-core box
+
+
+def test_cancel_runs_the_handlers_of_the_looping_frame():
+    ns = {"gvthread": gvthread}
+    exec(compile(ONE_FRAME_SRC, "<one-frame>", "exec"), ns)
+    out = []
+    with Runtime(workers=1, max_spare_threads=0) as rt:
+        h = rt.spawn(ns["one_frame"], out)
+        time.sleep(0.05)
+        assert h.cancel()
+        with pytest.raises(gvthread.Cancelled):
+            h.join(timeout=JOIN_TIMEOUT)
+    assert out == ["finally", "caught"]
+    assert sys.monitoring.get_local_events(_monitor.tool_id(), ns["one_frame"].__code__) == 0
+
+
 def test_lone_loop_is_not_armed():
     # nobody waits: the flag is set, but no code is armed and nothing yields
     ns = plain()
