@@ -1,6 +1,7 @@
 """sys.monitoring safepoints, armed on demand in code gvthread.compile did not build.
 
-CPython 3.12+ only; on 3.11 `AVAILABLE` is False and nothing here runs.
+CPython 3.12+ only; on 3.11 `AVAILABLE` is False and nothing here runs (3.11 arms a C
+trace function instead: native/pytrace.c).
 
 How it fits (native/pymonitor.c has the design): when a Python GVThread is still
 flagged past its grace period and others wait, the monitor posts a CPython pending
@@ -25,7 +26,7 @@ Facts about sys.monitoring that shape this module:
 - Tool ids are shared with user code.  Ours is claimed at the first arm, not at
   import, from _CANDIDATES in order (DEBUGGER_ID and COVERAGE_ID are left to debuggers
   and coverage.py); one taken already is skipped.  If none is free the hook is
-  removed and late GVThreads are handed off as on 3.11.  Other tools' events and
+  removed and late GVThreads are only handed off.  Other tools' events and
   callbacks are never touched.
 - The callbacks run with the GVThread's tstate marked as tracing, so no event fires
   inside them; that mark is per tstate, hence per GVThread, and travels with it

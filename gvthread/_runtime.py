@@ -108,10 +108,11 @@ class Runtime:
         self.max_gvthreads = max_gvthreads
         self.time_slice = time_slice
         self.grace_period = grace_period
-        # 3.12+: a Python GVThread that ignores its flag past the grace period gets
-        # sys.monitoring safepoints armed in its code before its worker is handed off
-        # (gvthread/_monitor.py); a no-op on 3.11.
-        self.monitor_safepoints = bool(monitor_safepoints) and _monitor.AVAILABLE
+        # A Python GVThread that ignores its flag past the grace period (or is
+        # interrupted) gets safepoints armed in its code before its worker is handed
+        # off: sys.monitoring on 3.12+ (gvthread/_monitor.py), a C trace function on
+        # its own tstate on 3.11 (native/pytrace.c).
+        self.monitor_safepoints = bool(monitor_safepoints) and time_slice is not None
         with _open_lock:
             _open.add(self)
 
@@ -242,7 +243,9 @@ class Runtime:
         total = {f: sum(w[f] for w in per) for f in fields}
         total.update(spawned=rs.spawned, finished=rs.finished, live=rs.live,
                      slots_in_use=rs.slots_in_use, guard_pages=bool(rs.guard_pages),
-                     own_stacks=rs.own_stacks, stack_trims=rs.stack_trims, workers=per)
+                     own_stacks=rs.own_stacks, stack_trims=rs.stack_trims,
+                     trace_arm_requests=rs.trace_arm_requests, trace_arms=rs.trace_arms,
+                     workers=per)
         return total
 
     def trim(self) -> None:

@@ -14,7 +14,7 @@ from cffi import FFI
 HERE = os.path.dirname(os.path.abspath(__file__))
 SOURCES = ["ctx.c", "stack.c", "sched.c", "wait.c", "timer.c", "runtime.c", "pybridge.c",
            "pywait.c", "pychan.c", "preempt.c", "pygilstate.c",
-           "pymonitor.c", "pycompile.c"]
+           "pymonitor.c", "pytrace.c", "pycompile.c"]
 
 
 def _cdef() -> str:

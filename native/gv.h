@@ -23,8 +23,9 @@ typedef struct gv_config {
     double time_slice;        /* seconds a GVThread runs before it is asked to yield; 0: never */
     double grace_period;      /* seconds after the ask before the runtime forces the issue */
     int max_spare_threads;    /* OS threads that may take over a stuck worker's queue */
-    int monitor_safepoints;   /* 3.12+: arm sys.monitoring safepoints in a stuck Python
-                                 GVThread's code before handing its worker off */
+    int monitor_safepoints;   /* arm safepoints in a stuck Python GVThread's code before
+                                 handing its worker off: sys.monitoring (3.12+,
+                                 pymonitor.c) or a trace function (3.11, pytrace.c) */
 } gv_config;
 
 typedef struct gv_worker_stats {
@@ -53,6 +54,8 @@ typedef struct gv_runtime_stats {
     int guard_pages;          /* 1: MADV_GUARD_INSTALL, 0: canary */
     uint32_t own_stacks;      /* GVThreads on a stack of their own (spawn(stack_size=)) */
     uint64_t stack_trims;     /* deep stack pages given back (at a park or an exit) */
+    uint64_t trace_arm_requests; /* 3.11: requests served by the arming thread (pytrace.c) */
+    uint64_t trace_arms;      /* 3.11: of those, trace safepoints installed */
 } gv_runtime_stats;
 
 /* Errors returned by gv_runtime_new and gv_spawn_prepare. */

@@ -3,7 +3,9 @@
  * Lock order (acquire in this order, never the reverse):
  *   handle waiter lock -> timer lock -> run queue lock -> pool (slot) lock
  *   region-table lock and the chunk-cache lock are leaves; so is CPython's
- *   pending-call lock, taken under the timer lock by gv_py_arm_request (3.12+).
+ *   pending-call lock, taken under the timer lock by gv_py_arm_request (3.12+;
+ *   on 3.11 it only files a request and wakes the arming thread, pytrace.c,
+ *   which takes the GIL and no lock of ours).
  * (A timed join adds its timer entry under the handle lock, from the park
  * unlock callback; the timer fires wakeups, which push to run queues, under
  * the timer lock.)
@@ -145,7 +147,8 @@ struct gv_gvt {
     int32_t last_worker;        /* -1 before the first run */
     uint64_t wait_obj;          /* id of what a BLOCKED GVThread waits on */
     uint32_t park_seq;          /* wake_seq value of the current park */
-    _Atomic uint32_t mon_armed; /* 1: its sys.monitoring safepoints are armed (pymonitor.c);
+    _Atomic uint32_t mon_armed; /* 1: its safepoints are armed (pymonitor.c, pytrace.c; 2:
+                                   3.11, with OPCODE events asked on its frame);
                                    set by it in the pending call, cleared by the monitor
                                    when it flags a new slice */
     void (*park_unlock)(void *);
@@ -371,6 +374,24 @@ typedef struct gv_timer {
     pthread_t thread;
 } gv_timer;
 
+/* The arming thread of 3.11 trace safepoints (pytrace.c); idle on 3.12+. */
+typedef struct gv_armer {
+    pthread_t thread;
+    int started;                /* running; joined (or detached) by gv_pytrace_stop */
+    int detached;               /* left behind at stop: rt must not be freed */
+    _Atomic uint32_t word;      /* futex: bumped by each request and by stop */
+    _Atomic int stop;
+    _Atomic int exited;         /* set by the thread as its last act */
+    /* The one outstanding request: the GVThread and its id, written by the
+     * monitor (timer thread) when req_g is NULL, cleared by the arming thread
+     * once it has been served.  Release of req_g pairs with the thread's
+     * Acquire load, so req_id is read after it. */
+    _Atomic uint64_t req_id;
+    gv_gvt *_Atomic req_g;
+    _Atomic uint64_t served;    /* requests taken (tests, docs/HACKING.md) */
+    _Atomic uint64_t armed;     /* of those, trace functions installed */
+} gv_armer;
+
 struct gv_runtime {
     gv_config cfg;
     struct gv_slots slots;      /* stacks */
@@ -405,6 +426,7 @@ struct gv_runtime {
     uint64_t grace_ticks;
     uint64_t monitor_ns;        /* how often the monitor looks while workers run */
     int mon_arm;                /* gv_config.monitor_safepoints */
+    gv_armer armer;             /* 3.11: trace safepoints (pytrace.c) */
 };
 
 /* ---- scheduler API used by pybridge.c ---- */
@@ -475,6 +497,12 @@ bool gv_native_work(gv_runtime *rt);
 /* pymonitor.c: ask g's thread (by a CPython pending call) to arm sys.monitoring
  * safepoints in the code g runs.  Callable without the GIL; 0 if it cannot. */
 int gv_py_arm_request(gv_runtime *rt, gv_gvt *g);
+/* pytrace.c (3.11): the arming thread of trace safepoints.  start: 0 ok or
+ * not needed (3.12+, no slice); stop (deadline in gv_now_ns): 1 if it had to
+ * be left detached. */
+int gv_pytrace_start(gv_runtime *rt);
+int gv_pytrace_stop(gv_runtime *rt, uint64_t deadline);
+int gv_pytrace_request(gv_runtime *rt, gv_gvt *g);
 void gv_gilstate_switch_in(void *tstate);   /* pygilstate.c */
 void gv_gilstate_switch_out(void *tstate);
 

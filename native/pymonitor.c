@@ -38,8 +38,9 @@
  * (timer.c).  At most MAX_OUTSTANDING requests are in CPython's queue at a
  * time (3.12's holds 32, shared with other users of the API).
  *
- * 3.11 has no sys.monitoring: gv_py_arm_request returns 0 and the monitor
- * behaves exactly as before.
+ * 3.11 has no sys.monitoring, and its pending calls run in the main thread
+ * only: gv_py_arm_request asks pytrace.c instead, which installs a C trace
+ * function on the late GVThread's tstate from an arming thread.
  */
 #define Py_BUILD_CORE 1
 #include <Python.h>
@@ -108,9 +109,7 @@ int gv_py_arm_request(gv_runtime *rt, gv_gvt *g) {
     }
     return 1;
 #else
-    (void)rt;
-    (void)g;
-    return 0;
+    return gv_pytrace_request(rt, g); /* 3.11: a trace function, pytrace.c */
 #endif
 }
 

@@ -77,8 +77,11 @@ gv_runtime *gv_runtime_new(const gv_config *cfg, int *err) {
         rt->monitor_ns = (uint64_t)((m > 0.001 ? 0.001 : m < 0.0005 ? 0.0005 : m) * 1e9);
         rt->mon_arm = cfg->monitor_safepoints != 0;
     }
-    if (gv_timer_start(rt) != 0) {
+    /* The arming thread first: the timer thread, which files its requests,
+     * then sees armer.started (pthread_create orders the two). */
+    if (gv_pytrace_start(rt) != 0 || gv_timer_start(rt) != 0) {
         *err = GV_E_THREAD;
+        gv_runtime_stop(rt, 0, 1.0);
         gv_runtime_free(rt);
         return NULL;
     }
@@ -116,7 +119,7 @@ int gv_runtime_stop(gv_runtime *rt, int wait, double timeout) {
         while (!gv_runtime_wait_idle(rt, 3600.0))
             ;
     atomic_store(&rt->stopping, 1);
-    gv_timer_stop(rt); /* no handoff starts a thread after this */
+    gv_timer_stop(rt); /* no handoff starts a thread after this, nor an arm request */
     int n = atomic_load(&rt->nthrs);
     for (int i = 0; i < rt->nworkers; i++)
         gv_worker_wake(&rt->workers[i]);
@@ -124,8 +127,11 @@ int gv_runtime_stop(gv_runtime *rt, int wait, double timeout) {
         atomic_store(&rt->thrs[i].spare_word, 1);
         gv_futex_wake(&rt->thrs[i].spare_word, 1);
     }
-    int stuck = 0;
     uint64_t deadline = gv_now_ns() + (uint64_t)(timeout * 1e9);
+    /* 3.11: the arming thread takes the GIL, so it is stopped before
+     * finalization like the workers (pytrace.c); our caller released the GIL
+     * (cffi).  One deadline for all: a C loop holding the GIL delays both. */
+    int stuck = gv_pytrace_stop(rt, deadline);
     for (int i = 0; i < n; i++) {
         gv_thr *t = &rt->thrs[i];
         if (!t->started)
@@ -148,6 +154,8 @@ int gv_runtime_stop(gv_runtime *rt, int wait, double timeout) {
 
 void gv_runtime_free(gv_runtime *rt) {
     gv_timer_stop(rt);
+    if (gv_pytrace_stop(rt, gv_now_ns() + 1000000000u))
+        return; /* the arming thread was left behind and may still read rt */
     for (int i = 0; i < atomic_load(&rt->nthrs); i++)
         if (rt->thrs[i].started || rt->thrs[i].detached)
             return; /* a running or detached thread may still touch rt: leak it */
@@ -179,6 +187,8 @@ void gv_runtime_stats_get(gv_runtime *rt, gv_runtime_stats *out) {
     out->guard_pages = rt->slots.guard;
     out->own_stacks = atomic_load_explicit(&rt->own_stacks, memory_order_relaxed);
     out->stack_trims = atomic_load_explicit(&rt->stack_trims, memory_order_relaxed);
+    out->trace_arm_requests = atomic_load_explicit(&rt->armer.served, memory_order_relaxed);
+    out->trace_arms = atomic_load_explicit(&rt->armer.armed, memory_order_relaxed);
 }
 
 int gv_worker_stats_get(gv_runtime *rt, int worker, gv_worker_stats *out) {

@@ -177,12 +177,15 @@ static void advance(gv_timer *t, uint64_t now_tick) {
  * one still flagged, with no safepoint reached, past the grace period is an
  * overrun.  Then, if another GVThread waits (or an interrupt does):
  *   - a native GVThread is forced off by SIGURG (preempt.c), or handed off;
- *   - a Python GVThread on 3.12+ first gets sys.monitoring safepoints armed
- *     in the code it runs (pymonitor.c, asked again every period until its
- *     pending call ran); if that does not bring it to a safepoint within
- *     another grace period (a blocking call, a C loop: no bytecode runs),
- *     or cannot be asked, its worker is handed off;
- *   - otherwise (3.11, monitor_safepoints=False) it is handed off at once.
+ *   - a Python GVThread first gets safepoints armed in the code it runs:
+ *     sys.monitoring events on 3.12+ (pymonitor.c, asked again every period
+ *     until its pending call ran), a trace function on its tstate on 3.11
+ *     (pytrace.c, by the arming thread); if that does not bring it to a
+ *     safepoint within another grace period (a blocking call, a C loop: no
+ *     bytecode runs), or cannot be asked, its worker is handed off;
+ *   - otherwise (monitor_safepoints=False) it is handed off at once.
+ * A Python GVThread with an interrupt pending is asked for at once, whether
+ * flagged or not (mon_interrupts).
  * Reads of the workers' fields are racy by design: a stale value delays a
  * decision by one period.  Runs on the timer thread, under the timer lock,
  * and takes no other lock but CPython's pending-call lock (a leaf). */
@@ -190,7 +193,31 @@ static int any_running(gv_runtime *rt) {
     for (int i = 0; i < rt->nworkers; i++)
         if (atomic_load_explicit(&rt->workers[i].slice_start, memory_order_relaxed))
             return 1;
+    /* A thread left inside a GVThread by a handoff serves no worker. */
+    int n = atomic_load_explicit(&rt->nthrs, memory_order_relaxed);
+    for (int i = 0; i < n; i++)
+        if (__atomic_load_n(&rt->thrs[i].cur, __ATOMIC_RELAXED))
+            return 1;
     return 0;
+}
+
+/* An interrupt (cancel, timeout) for a Python GVThread that runs now: ask
+ * for a safepoint in its code at once, flagged or not, and also after its
+ * worker was handed off (the worker loop of gv_monitor no longer sees it:
+ * it is found through its thread).  The request is filed only while g is
+ * not armed; the arming side re-checks everything (pymonitor.c, pytrace.c).
+ * cur and g's fields are read racily: g's entry is never unmapped, and a
+ * stale read files one request that finds nothing to do. */
+static void mon_interrupts(gv_runtime *rt) {
+    if (!rt->mon_arm)
+        return;
+    int n = atomic_load_explicit(&rt->nthrs, memory_order_relaxed);
+    for (int i = 0; i < n; i++) {
+        gv_gvt *g = __atomic_load_n(&rt->thrs[i].cur, __ATOMIC_RELAXED);
+        if (g && !g->native && atomic_load_explicit(&g->intr, memory_order_relaxed) &&
+            !atomic_load_explicit(&g->mon_armed, memory_order_relaxed))
+            gv_py_arm_request(rt, g);
+    }
 }
 
 /* A Python GVThread past slice + grace without a safepoint, on a runtime
@@ -200,9 +227,12 @@ static void mon_python_overrun(gv_runtime *rt, gv_worker *w, gv_gvt *g, uintptr_
                                uint64_t now) {
     int work = gv_any_work(rt) && !atomic_load(&rt->stopping);
     if (w->mon_arm_tsc && now - w->mon_arm_tsc >= rt->grace_ticks) {
-        if (work && gv_handoff(rt, w, owner))
+        if (work && gv_handoff(rt, w, owner)) {
             w->mon_overrun = 2;
-        return;
+            return;
+        }
+        /* No spare thread to take the queue: keep asking.  An arm can fail
+         * for a while (3.11: g was in a C call holding the GIL). */
     }
     /* Arm only if someone waits: a lone loop runs on undisturbed. */
     if (!work && !atomic_load_explicit(&g->intr, memory_order_relaxed))
@@ -271,6 +301,7 @@ void gv_monitor(gv_runtime *rt) {
                 gv_force_preempt(ot, g);
         }
     }
+    mon_interrupts(rt);
 }
 
 /* A worker starts a slice while the monitor sleeps: wake it (once). */

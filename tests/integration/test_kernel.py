@@ -365,6 +365,20 @@ def test_inline_timeout_at_the_cells_top_level(kernel):
     assert 0.05 <= took < ENDLESS_LIMIT  # ~51 ms measured
 
 
+def test_interrupt_busy_loop_in_an_imported_module(kernel, tmp_path):
+    # the module is imported the ordinary way: no gvthread.compile safepoints in it (3.11:
+    # a trace safepoint armed by native/pytrace.c; 3.12+: sys.monitoring)
+    (tmp_path / "gv_cell_lib.py").write_text("def spin():\n    n = 0\n    while True:\n"
+                                             "        n += 1\n")
+    code = (f"import sys\nsys.path.insert(0, {str(tmp_path)!r})\nimport gv_cell_lib\n"
+            "print('go')\ngv_cell_lib.spin()")
+    c, dt = _interrupt_latency(kernel, code)
+    print(f"interrupt of an imported module's loop: execute_reply after {dt * 1e3:.1f} ms")
+    assert c["status"] == "error" and c["ename"] == "KeyboardInterrupt"
+    assert dt < INTERRUPT_LIMIT, f"execute_reply {dt:.3f} s after the interrupt"
+    assert_alive(kernel)
+
+
 def test_interrupt_leaves_background_running_and_gvcancel_ends_it(kernel):
     reply, msgs = kernel.execute_ok(
         "bg_loop = %gvspawn --name bg-survivor while True: pass\nbg_loop.id")
