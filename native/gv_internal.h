@@ -162,7 +162,10 @@ struct gv_gvt {
     _Atomic uint32_t preempt;   /* set by the monitor or a higher-priority wakeup;
                                    cleared at switch-in; read at safepoints */
     uint32_t preemptions;       /* times it yielded because flagged */
-    uint64_t cpu_ticks;         /* TSC ticks spent switched in */
+    uint64_t cpu_ticks;         /* TSC ticks spent switched in, charged one switch late
+                                   (sched.c, start_slice) */
+    uint64_t slice_t0;          /* TSC at its latest switch-in: inspection adds the
+                                   running slice of a RUNNING GVThread to cpu_ticks */
     uint32_t ptimer_seq;        /* park the park timer belongs to */
     gv_tnode ptimer;            /* the park timeout (timer.c) */
     void (*nfn)(void *);        /* native GVThreads: the function and its argument */

@@ -880,6 +880,20 @@ static PyObject *snap_name(gv_gvt *g) {
                    : PyUnicode_FromFormat("native-%llu", (unsigned long long)g->id);
 }
 
+/* CPU seconds g has run.  A GVThread that never yields is charged only at
+ * its next switch, so while it runs its current slice is added here.  Read
+ * racily: a snapshot taken as g switches in may add the previous slice once
+ * more, or, as g switches out, miss the one just ended, for that moment only. */
+static double snap_cpu(gv_gvt *g, uint32_t state) {
+    uint64_t ticks = g->cpu_ticks;
+    if (state == GV_RUNNING) {
+        uint64_t t0 = __atomic_load_n(&g->slice_t0, __ATOMIC_RELAXED), now = gv_ticks();
+        if (t0 && now > t0)
+            ticks += now - t0;
+    }
+    return (double)ticks / gv_ticks_per_ns / 1e9;
+}
+
 static PyObject *snap_tuple(gv_gvt *g, PyObject *name /* stolen */) {
     uint32_t state = atomic_load_explicit(&g->state, memory_order_relaxed);
     return Py_BuildValue(
@@ -889,7 +903,7 @@ static PyObject *snap_tuple(gv_gvt *g, PyObject *name /* stolen */) {
         (double)g->created_ns / 1e9,
         g->started_ns ? PyFloat_FromDouble((double)g->started_ns / 1e9) : Py_NewRef(Py_None),
         (unsigned long long)g->switches, (int)g->wait_kind, (unsigned long long)g->wait_obj,
-        (double)g->cpu_ticks / gv_ticks_per_ns / 1e9, (unsigned int)g->preemptions);
+        snap_cpu(g, state), (unsigned int)g->preemptions);
 }
 
 /* snapshot(start=0, limit=-1, states=0, prios=0, name=None)

@@ -519,6 +519,7 @@ static inline void start_slice(gv_thr *t, gv_worker *p, gv_gvt *g) {
         t->acct_g->cpu_ticks += t0 - t->acct_t0;
     t->acct_g = g;
     t->acct_t0 = t0;
+    __atomic_store_n(&g->slice_t0, t0, __ATOMIC_RELAXED);
     atomic_store_explicit(&p->slice_start, t0, memory_order_relaxed);
     bump(&p->activity);
 }

@@ -1,4 +1,5 @@
 """Cooperative preemption: time slices, safepoints, gvthread.compile, priorities."""
+import threading
 import time
 import traceback
 
@@ -123,6 +124,34 @@ def test_snapshot_reports_cpu_time_and_preemptions():
         assert rows[h.id].cpu_time > 0.0
         assert rows[h.id].state in (State.RUNNING, State.PREEMPTED, State.READY)
         assert rt.stats()["coop_preemptions"] >= 2
+
+
+def test_cpu_time_grows_for_a_gvthread_that_never_yields():
+    """No safepoint anywhere (plain code, monitor safepoints off): the GVThread is only
+    handed off, never switched out, and its running slice is what snapshot() shows."""
+    stop = threading.Event()
+
+    def spin():
+        n = 0
+        while not stop.is_set():
+            n += 1
+        return n
+
+    with Runtime(workers=1, monitor_safepoints=False) as rt:
+        h = rt.spawn(spin)
+        try:
+            seen = []
+            for _ in range(3):
+                time.sleep(0.3)
+                (row,) = [r for r in rt.snapshot() if r.id == h.id]
+                seen.append((row.state, row.switches, row.cpu_time))
+        finally:
+            stop.set()
+        assert h.join(timeout=10) > 0
+    assert {st for st, _, _ in seen} == {State.RUNNING}, seen
+    assert len({sw for _, sw, _ in seen}) == 1, seen  # never switched out meanwhile
+    cpus = [c for _, _, c in seen]
+    assert cpus[0] > 0.1 and cpus[0] < cpus[1] < cpus[2], seen
 
 
 def test_compile_keeps_line_numbers_and_docstrings():
