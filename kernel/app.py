@@ -43,13 +43,17 @@ def _serve_parser() -> argparse.ArgumentParser:
 
 
 def _size(text: str) -> int:
-    """'8M', '512K', '1G' or a byte count -> bytes (argparse reports a ValueError)."""
+    """'8M', '512K', '1G' or a byte count -> bytes."""
     units = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30}
     t = text.strip().upper().removesuffix("IB").removesuffix("B")
     mult = units.get(t[-1:], 1)
-    n = int(t[:-1] if t[-1:] in units else t)
+    try:
+        n = int(t[:-1] if t[-1:] in units else t)
+    except ValueError:
+        n = 0
     if n <= 0:
-        raise ValueError(text)
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a size: give bytes or a count with K, M or G (8M, 512K)")
     return n * mult
 
 

@@ -907,6 +907,30 @@ def test_history_search_limit_and_unique(kernel):
     assert [h[2] for h in found] == ["hs_unique_marker = 1", "hs_unique_marker = 2"]
     assert found[0][1] == found[1][1] - 1  # the latest run of each source
 
+def test_stack_size_option(tmp_path):
+    """--stack-size sets the stack of the kernel's GVThreads: cells and their spawns."""
+    code = ("import gvthread\n"
+            "from gvthread import _core\n"
+            "print(_core.stack_free() // 1024, gvthread.spawn(_core.stack_free).join() // 1024)")
+    with KernelProc(tmp_path / "small", "--stack-size", "1M") as k:
+        _, msgs = k.execute_ok(code)
+        cell, spawned = map(int, stream_text(msgs, "stdout").split())
+        assert 0 < cell < 1024 and 0 < spawned < 1024, (cell, spawned)
+    with KernelProc(tmp_path / "default") as k:
+        _, msgs = k.execute_ok(code + "\nimport numpy, copy\n"
+                               "x = []\nfor _ in range(300): x = [x]\n"
+                               "print(len(repr(copy.deepcopy(x))))")
+        out = stream_text(msgs, "stdout").split()
+        assert int(out[0]) > 7 * 1024 and int(out[1]) > 7 * 1024, out
+        assert out[2] == "602", out  # 500 deep is a RecursionError on a thread too
+    for bad in ("5K", "0", "lots", "32G"):
+        p = subprocess.run([sys.executable, "-m", "gvkernel", "-f", str(tmp_path / "bad.json"),
+                            "--stack-size", bad], capture_output=True, text=True, timeout=60,
+                           env=kernel_env(str(tmp_path / "h.sqlite")))
+        assert p.returncode != 0 and "stack" in p.stderr and "Traceback" not in p.stderr, \
+            (bad, p.returncode, p.stderr)
+
+
 def test_exhausting_slots(tmp_path):
     with KernelProc(tmp_path, "--max-gvthreads", "64") as k:
         code = ("import gvthread, time\n"
