@@ -252,7 +252,9 @@ void gv_own_stack_unmap(char *base, size_t len);
 /* Give back the pages of a stack [base, base+len) (slot layout) below sp, if
  * its mark shows it went deep since the last time (stack.c, "Giving back
  * deep pages").  Returns 1 if it gave pages back. */
-int gv_stack_shrink(char *base, size_t len, const char *sp);
+int gv_stack_shrink(char *base, size_t len, const char *sp, const char *data_top);
+/* pybridge.c: the top of a parked tstate's CPython data stack (its frames). */
+const char *gv_py_data_top(void *tstate);
 
 /* ---- worker threads and workers (Go's M and P) ----
  *

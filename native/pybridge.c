@@ -406,6 +406,12 @@ static void set_recursion_bound(PyThreadState *ts, int units) {
 #endif
 }
 
+/* Read by the worker at a park (sched.c, shrink_stack), without the GIL: the
+ * tstate is detached and only its own GVThread, switched out, moves it. */
+const char *gv_py_data_top(void *tstate) {
+    return (const char *)((PyThreadState *)tstate)->datastack_top;
+}
+
 static PyObject *fetch_exception(void) {
 #if PY_VERSION_HEX >= 0x030C0000
     return PyErr_GetRaisedException();

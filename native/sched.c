@@ -424,7 +424,9 @@ static void shrink_stack(gv_runtime *rt, gv_gvt *g, const char *sp) {
         sp = base + len - GV_SLOT_TOP_PAD - GV_CHUNK_BYTES;
     else if (sp < base || sp >= base + len)
         return; /* parked inside a borrowed-stack call: that stack is not ours to trim */
-    if (gv_stack_shrink(base, len, sp))
+    /* A finished GVThread's tstate is gone; its chunk is dead with the rest. */
+    const char *data_top = g->tstate && !g->own_map ? gv_py_data_top(g->tstate) : NULL;
+    if (gv_stack_shrink(base, len, sp, data_top))
         atomic_fetch_add_explicit(&rt->stack_trims, 1, memory_order_relaxed);
 }
 

@@ -15,10 +15,12 @@
  *
  * Slots are as deep as a thread's stack (8 MiB by default), so a GVThread
  * runs what a thread runs: the reservation is address space, not memory
- * (1M slots reserve 8 TiB of the 128 TiB user half).  The region starts on
- * a 2 MiB boundary with transparent huge pages off, so a stack's first touch
- * maps 4 KiB, never 2 MiB.  Pages a deep call touched go back at a park or
- * the exit (gv_stack_shrink below).  A GVThread spawned with another size
+ * (1M slots reserve 8 TiB of the 128 TiB user half).  Transparent huge
+ * pages are off, so a stack's first touch maps 4 KiB, never 2 MiB, and the
+ * region starts one page below a 2 MiB boundary, so that a parked GVThread
+ * needs one page-table page (gv_slots_init).  Pages a deep call touched, C
+ * frames or CPython's data stack, go back at a park or the exit
+ * (gv_stack_shrink below).  A GVThread spawned with another size
  * gets a mapping of its own in the same layout (gv_own_stack_map).
  *
  * Slot layout, low to high addresses (T = top of slot, page aligned):
@@ -125,9 +127,12 @@ int gv_slots_init(struct gv_slots *s, uint32_t nslots, size_t slot_size, int sta
     size_t total = (size_t)nslots * slot_size;
     if (total / slot_size != nslots)
         return GV_E_CONFIG;
-    /* Stack regions start on a 2 MiB boundary: slot tops then never straddle
-     * one, so a slot's hot top pages and its deep mark (below) share one
-     * page-table page. */
+    /* Stack regions start one page below a 2 MiB boundary.  With slots a
+     * multiple of 2 MiB, a slot's top then ends one page short of a boundary:
+     * its hot top pages, its mark page (below) and the guard page of the slot
+     * above share one page-table page, so a parked GVThread costs one
+     * page-table page, not two (the guards of a 2 MiB-aligned layout each
+     * needed a page-table page of their own). */
     size_t align = stacks ? HUGE_ALIGN : 0;
     if (total + align < total)
         return GV_E_CONFIG;
@@ -137,7 +142,7 @@ int gv_slots_init(struct gv_slots *s, uint32_t nslots, size_t slot_size, int sta
         return GV_E_NOMEM;
     char *p = m;
     if (align) {
-        p = (char *)(((uintptr_t)m + align - 1) & ~(uintptr_t)(align - 1));
+        p = (char *)((((uintptr_t)m + GV_PAGE + align - 1) & ~(uintptr_t)(align - 1)) - GV_PAGE);
         if (p > m)
             munmap(m, (size_t)(p - m));
         if (p + total < m + total + align)
@@ -354,12 +359,12 @@ void gv_own_stack_unmap(char *base, size_t len) {
  * and at the exit, a mark page with a non-zero word, with sp back above it,
  * means "went deep since the last look": the pages below sp's (less one, for
  * the red zone) go back with MADV_DONTNEED, which zeroes the mark page again.
- * The whole page is read, not one word: a frame's unwritten locals (a
- * sort's 2 KiB merge buffer, say) often cover a given word.  An untouched
- * mark page is the kernel's shared zero page, so the common read is of one
- * cache-hot physical page and costs no memory.  Only a frame that leaves a
- * whole page unwritten hides the excursion: its pages then stay until the
- * slot is trimmed.  A GVThread parked deeper than the mark page keeps what
+ * A word in each cache line of the page is read, not one word for the
+ * page: a frame's unwritten locals (a sort's 2 KiB merge buffer, say) often
+ * cover a given word.  An untouched mark page is the kernel's shared zero
+ * page, so the common read is of one cache-hot physical page and costs no
+ * memory.  Only frames that leave all 64 sampled words zero hide the
+ * excursion: its pages then stay until the slot is trimmed.  A GVThread parked deeper than the mark page keeps what
  * it uses. */
 #define STACK_KEEP ((size_t)32 << 10)
 
@@ -369,23 +374,42 @@ __attribute__((no_sanitize_address))
 #endif
 static int page_written(const uint64_t *p) {
     const volatile uint64_t *v = p;
-    for (size_t i = 0; i < GV_PAGE / 8; i += 8) {
-        uint64_t acc = v[i] | v[i + 1] | v[i + 2] | v[i + 3] | v[i + 4] | v[i + 5] |
-                       v[i + 6] | v[i + 7];
+    /* One word of each 64-byte line, the word's place in the line turning
+     * with the line, so that frames of one repeating size cannot put only
+     * their unwritten or NULL words under every sample.  Every park and exit
+     * reads this page, mostly the zero page: all 512 words cost 5.5% of a
+     * spawn+join, these 64 a fraction of it. */
+    for (size_t line = 0; line < GV_PAGE / 64; line += 8) {
+        uint64_t acc = 0;
+        for (size_t k = 0; k < 8; k++)
+            acc |= v[(line + k) * 8 + k];
         if (acc)
             return 1;
     }
     return 0;
 }
 
-int gv_stack_shrink(char *base, size_t len, const char *sp) {
+int gv_stack_shrink(char *base, size_t len, const char *sp, const char *data_top) {
     char *top = base + len - GV_SLOT_TOP_PAD - GV_CHUNK_BYTES; /* the initial sp */
     if (len < STACK_KEEP + 4 * GV_PAGE + GV_SLOT_TOP_PAD + GV_CHUNK_BYTES)
         return 0;
+    int gave = 0;
+    /* CPython's frames grow up from the in-slot chunk (at top); above
+     * data_top it holds nothing live, and the pad above the chunk nothing at
+     * all.  A deep Python call fills the chunk's pages, and they would stay
+     * with the parked GVThread: the page after data_top's, once written,
+     * says so. */
+    if (data_top && data_top >= top && data_top < top + GV_CHUNK_BYTES) {
+        uintptr_t dlo = ((uintptr_t)data_top + GV_PAGE - 1) & ~(uintptr_t)(GV_PAGE - 1);
+        if (dlo < (uintptr_t)(base + len) && page_written((const uint64_t *)dlo)) {
+            madvise((void *)dlo, (uintptr_t)(base + len) - dlo, MADV_DONTNEED);
+            gave = 1;
+        }
+    }
     uintptr_t mark = ((uintptr_t)(top - STACK_KEEP) & ~(uintptr_t)(GV_PAGE - 1));
     uintptr_t hi = ((uintptr_t)sp & ~(uintptr_t)(GV_PAGE - 1)) - GV_PAGE;
     if (hi < mark + GV_PAGE || !page_written((const uint64_t *)mark))
-        return 0;
+        return gave;
     /* The first usable page stays: it holds the canary where there are no
      * guard markers, and costs nothing where the stack never reached it. */
     uintptr_t lo = (uintptr_t)base + 2 * GV_PAGE;
