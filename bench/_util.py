@@ -11,7 +11,7 @@ import os
 import time
 from typing import Callable, Iterator
 
-__all__ = ["now_ns", "gc_paused", "rss_bytes", "wait_until", "settle"]
+__all__ = ["now_ns", "gc_paused", "rss_bytes", "vm_status", "wait_until", "settle"]
 
 now_ns = time.perf_counter_ns
 
@@ -40,6 +40,16 @@ def rss_bytes() -> int:
     with open("/proc/self/statm", "rb") as f:
         fields = f.read().split()
     return int(fields[1]) * _PAGE
+
+
+def vm_status(field: str) -> int:
+    """A byte count from /proc/self/status: ``VmHWM`` (peak RSS), ``VmPTE`` (page tables,
+    which RSS does not count)."""
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith(field + ":"):
+                return int(line.split()[1]) * 1024
+    raise KeyError(field)
 
 
 def wait_until(pred: Callable[[], bool], timeout: float, what: str,
