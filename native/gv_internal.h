@@ -165,7 +165,8 @@ struct gv_gvt {
     uint64_t cpu_ticks;         /* TSC ticks spent switched in, charged one switch late
                                    (sched.c, start_slice) */
     uint64_t slice_t0;          /* TSC at its latest switch-in: inspection adds the
-                                   running slice of a RUNNING GVThread to cpu_ticks */
+                                   running slice of a RUNNING GVThread to cpu_ticks;
+                                   the monitor tells a late interrupted one by it */
     uint32_t ptimer_seq;        /* park the park timer belongs to */
     gv_tnode ptimer;            /* the park timeout (timer.c) */
     void (*nfn)(void *);        /* native GVThreads: the function and its argument */

@@ -184,8 +184,8 @@ static void advance(gv_timer *t, uint64_t now_tick) {
  *     safepoint within another grace period (a blocking call, a C loop: no
  *     bytecode runs), or cannot be asked, its worker is handed off;
  *   - otherwise (monitor_safepoints=False) it is handed off at once.
- * A Python GVThread with an interrupt pending is asked for at once, whether
- * flagged or not (mon_interrupts).
+ * A Python GVThread with an interrupt pending is asked for once it has run
+ * past slice + grace, whether flagged or not (mon_interrupts).
  * Reads of the workers' fields are racy by design: a stale value delays a
  * decision by one period.  Runs on the timer thread, under the timer lock,
  * and takes no other lock but CPython's pending-call lock (a leaf). */
@@ -201,21 +201,30 @@ static int any_running(gv_runtime *rt) {
     return 0;
 }
 
-/* An interrupt (cancel, timeout) for a Python GVThread that runs now: ask
- * for a safepoint in its code at once, flagged or not, and also after its
- * worker was handed off (the worker loop of gv_monitor no longer sees it:
- * it is found through its thread).  The request is filed only while g is
- * not armed; the arming side re-checks everything (pymonitor.c, pytrace.c).
- * cur and g's fields are read racily: g's entry is never unmapped, and a
- * stale read files one request that finds nothing to do. */
-static void mon_interrupts(gv_runtime *rt) {
+/* An interrupt (cancel, timeout) for a Python GVThread that has run past
+ * slice + grace without a safepoint: ask for a safepoint in its code, flagged
+ * or not, and also after its worker was handed off (the worker loop of
+ * gv_monitor no longer sees it: it is found through its thread).  Not
+ * sooner: a GVThread that is about to reach a blocking call takes the
+ * interrupt there, where code expects it; armed at once, a cancel landed
+ * between a Mutex's lock() returning and the unlock() after it, and the
+ * lock was never released (test_sync_stress.py on 3.12).  The request is
+ * filed only while g is not armed; the arming side re-checks everything
+ * (pymonitor.c, pytrace.c).  cur and g's fields are read racily: g's entry
+ * is never unmapped, and a stale read files one request that finds nothing
+ * to do, or none this period. */
+static void mon_interrupts(gv_runtime *rt, uint64_t now) {
     if (!rt->mon_arm)
         return;
+    uint64_t late = rt->slice_ticks + rt->grace_ticks;
     int n = atomic_load_explicit(&rt->nthrs, memory_order_relaxed);
     for (int i = 0; i < n; i++) {
         gv_gvt *g = __atomic_load_n(&rt->thrs[i].cur, __ATOMIC_RELAXED);
-        if (g && !g->native && atomic_load_explicit(&g->intr, memory_order_relaxed) &&
-            !atomic_load_explicit(&g->mon_armed, memory_order_relaxed))
+        if (!g || g->native || !atomic_load_explicit(&g->intr, memory_order_relaxed) ||
+            atomic_load_explicit(&g->mon_armed, memory_order_relaxed))
+            continue;
+        uint64_t t0 = __atomic_load_n(&g->slice_t0, __ATOMIC_RELAXED);
+        if (t0 && now > t0 && now - t0 >= late)
             gv_py_arm_request(rt, g);
     }
 }
@@ -301,7 +310,7 @@ void gv_monitor(gv_runtime *rt) {
                 gv_force_preempt(ot, g);
         }
     }
-    mon_interrupts(rt);
+    mon_interrupts(rt, now);
 }
 
 /* A worker starts a slice while the monitor sleeps: wake it (once). */

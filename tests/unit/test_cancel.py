@@ -317,3 +317,31 @@ def test_wait_with_an_infinite_timeout_waits(rt):
     assert not h.done()
     t.cancel()
     assert h.join(JOIN_TIMEOUT) is True
+
+
+def test_cancel_waits_for_a_blocking_point_in_a_short_run():
+    """A cancel that finds a GVThread running plain code (no safepoints built in) lands
+    at its next blocking call, not between a lock() and the unlock() after it: only a
+    GVThread that ran past slice + grace without a safepoint gets safepoints armed for it
+    (as on a Go goroutine or a Trio task, a short run between checkpoints is never cut)."""
+    m = gvthread.Mutex()
+    inside = threading.Event()
+    gate = gvthread.Event()
+
+    def body():
+        m.lock()
+        inside.set()
+        t = time.monotonic() + 0.010  # inside slice + grace (20 ms)
+        while time.monotonic() < t:
+            pass
+        m.unlock()
+        gate.wait()  # the cancel lands here
+
+    with Runtime(workers=1) as rt:
+        h = rt.spawn(body)
+        assert inside.wait(JOIN_TIMEOUT)
+        h.cancel()
+        with pytest.raises(gvthread.Cancelled):
+            h.join(timeout=JOIN_TIMEOUT)
+        assert m.try_lock(), "the cancel landed between lock() and unlock()"
+        m.unlock()
