@@ -254,6 +254,9 @@ void gv_own_stack_unmap(char *base, size_t len);
  * its mark shows it went deep since the last time (stack.c, "Giving back
  * deep pages").  Returns 1 if it gave pages back. */
 int gv_stack_shrink(char *base, size_t len, const char *sp, const char *data_top);
+#if GV_ASAN
+void gv_stack_unpoison_exit(char *base, size_t len, const char *sp); /* stack.c */
+#endif
 /* pybridge.c: the top of a parked tstate's CPython data stack (its frames). */
 const char *gv_py_data_top(void *tstate);
 

@@ -435,6 +435,10 @@ static void finish_exit(gv_runtime *rt, gv_gvt *g) {
         gv_own_stack_unmap(g->own_map, g->own_len);
         atomic_fetch_sub_explicit(&rt->own_stacks, 1, memory_order_relaxed);
     } else {
+#if GV_ASAN
+        gv_stack_unpoison_exit(gv_slot_base(&rt->slots, g->slot), rt->slots.slot_size,
+                               gv_ctx_sp(&g->ctx));
+#endif
         shrink_stack(rt, g, NULL);
         gv_slots_release(&rt->slots, g->slot);
     }

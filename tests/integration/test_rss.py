@@ -8,6 +8,7 @@ import json
 
 import pytest
 
+from gvthread import _core
 from gvtest_support import crashed, describe, run_script
 
 MIB = 1024 * 1024
@@ -52,4 +53,8 @@ def test_100k_parked_then_rss_back():
     assert out["spawned"] == 3 * (n + 1)
     assert out["finished"] == 3 * (n + 1)
     assert out["live"] == 0
+    if _core.ASAN:
+        # ASan's quarantine holds freed memory and its shadow of 100,000 slot tops stays
+        # mapped: RSS measures ASan there.  The debug build checks that this runs, cleanly.
+        return
     check_rss(out)
