@@ -53,6 +53,24 @@ def wait_until(pred, timeout=10.0, interval=0.001):
         time.sleep(interval)
 
 
+def rss_bytes():
+    """This process's resident set, from /proc/self/statm."""
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+#: A loop that only checks the clock, for the preemption and safepoint tests: each
+#: compiles or imports it as the case needs (`time` must be in its globals).
+BUSY_SRC = '''
+def busy(seconds):
+    end = time.monotonic() + seconds
+    n = 0
+    while time.monotonic() < end:
+        n += 1
+    return n
+'''
+
+
 def script_path(name):
     return os.path.join(SCRIPTS_DIR, name)
 

@@ -15,18 +15,12 @@ import pytest
 import gvthread
 from gvthread import Runtime, _core, _monitor
 
-from gvtest_support import JOIN_TIMEOUT
+from gvtest_support import BUSY_SRC, JOIN_TIMEOUT
 
 MONITORING = sys.version_info >= (3, 12)
 needs_monitoring = pytest.mark.skipif(not MONITORING, reason="sys.monitoring is 3.12+")
 
-BUSY_SRC = '''
-def busy(seconds):
-    end = time.monotonic() + seconds
-    n = 0
-    while time.monotonic() < end:
-        n += 1
-    return n
+BUSY_SRC = BUSY_SRC + '''
 
 def spin(box):
     n = 0

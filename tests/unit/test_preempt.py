@@ -8,14 +8,7 @@ import pytest
 import gvthread
 from gvthread import Runtime, State
 
-BUSY_SRC = '''
-def busy(seconds):
-    end = time.monotonic() + seconds
-    n = 0
-    while time.monotonic() < end:
-        n += 1
-    return n
-'''
+from gvtest_support import BUSY_SRC
 
 
 def compiled_busy():

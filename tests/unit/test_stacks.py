@@ -2,7 +2,6 @@
 deep pages given back at a park and at the exit."""
 
 import gc
-import os
 import subprocess
 import sys
 import textwrap
@@ -13,7 +12,7 @@ import pytest
 
 import gvthread
 from gvthread import Runtime, _core
-from gvtest_support import JOIN_TIMEOUT
+from gvtest_support import JOIN_TIMEOUT, rss_bytes, wait_until
 
 KIB = 1024
 MIB = 1024 * KIB
@@ -55,13 +54,8 @@ def test_own_stack_runs_and_is_unmapped(rt):
     assert gvthread_wait_own(rt, 0)
 
 
-def gvthread_wait_own(rt, n, timeout=10.0):
-    deadline = time.monotonic() + timeout
-    while rt.stats()["own_stacks"] != n:
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.005)
-    return True
+def gvthread_wait_own(rt, n):
+    return wait_until(lambda: rt.stats()["own_stacks"] == n)
 
 
 @pytest.mark.parametrize("size, exc", [
@@ -105,22 +99,13 @@ def test_deep_pages_go_back_at_park_and_exit(rt):
     h = rt.spawn(body)
     try:
         assert ev.wait(JOIN_TIMEOUT)
-        deadline = time.monotonic() + 10
-        while rt.stats()["stack_trims"] == trims and time.monotonic() < deadline:
-            time.sleep(0.005)
+        wait_until(lambda: rt.stats()["stack_trims"] != trims)
         assert rt.stats()["stack_trims"] == trims + 1  # at the park
     finally:
         gate.set()  # a failed check must not leave the fixture waiting on body
     assert h.join(timeout=JOIN_TIMEOUT) is True
-    deadline = time.monotonic() + 10
-    while rt.stats()["stack_trims"] == trims + 1 and time.monotonic() < deadline:
-        time.sleep(0.005)
+    wait_until(lambda: rt.stats()["stack_trims"] != trims + 1)
     assert rt.stats()["stack_trims"] == trims + 2  # at the exit
-
-
-def _rss():
-    with open("/proc/self/statm") as f:
-        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
 
 
 def test_deep_python_frames_go_back_at_park(rt):
@@ -137,15 +122,12 @@ def test_deep_python_frames_go_back_at_park(rt):
         gate.wait()
 
     gc.collect()
-    trims, before = rt.stats()["stack_trims"], _rss()
+    trims, before = rt.stats()["stack_trims"], rss_bytes()
     hs = [rt.spawn(body) for _ in range(n)]
     try:
-        deadline = time.monotonic() + 30
-        while started[0] < n and time.monotonic() < deadline:
-            time.sleep(0.01)
-        assert started[0] == n
+        assert wait_until(lambda: started[0] == n, timeout=30)
         time.sleep(0.05)  # the last park's give-back runs on the worker
-        per_task = (_rss() - before) / n
+        per_task = (rss_bytes() - before) / n
         assert rt.stats()["stack_trims"] - trims >= n - 1
         if not _core.ASAN:  # ASan's shadow and quarantine are RSS too
             assert per_task < 12 * KIB, per_task

@@ -18,14 +18,12 @@ import pytest
 import gvthread
 from gvthread import Runtime
 
-from gvtest_support import JOIN_TIMEOUT, crashed, describe, run_script
+from gvtest_support import BUSY_SRC, JOIN_TIMEOUT, crashed, describe, run_script
 
 PY311 = sys.version_info < (3, 12)
 only_311 = pytest.mark.skipif(not PY311, reason="3.11's trace safepoints (3.12+: sys.monitoring)")
 
-MOD_SRC = '''
-import time
-
+MOD_SRC = "import time\n" + BUSY_SRC + '''
 def spin_forever():
     n = 0
     while True:
@@ -34,13 +32,6 @@ def spin_forever():
 def genexpr_forever():
     # sum() is C: only the generator expression's resumes run bytecode
     return sum(1 for _ in iter(int, 1))
-
-def busy(seconds):
-    end = time.monotonic() + seconds
-    n = 0
-    while time.monotonic() < end:
-        n += 1
-    return n
 
 def count(iterations):
     n = 0
