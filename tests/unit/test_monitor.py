@@ -219,7 +219,10 @@ def test_other_tools_are_not_disturbed():
 def test_many_busy_gvthreads_share_one_worker():
     ns = plain()
     with Runtime(workers=1, max_spare_threads=0) as rt:
-        hs = [rt.spawn(ns["busy"], 0.05) for _ in range(8)]
+        # Long enough that the last of them still has most of its time left when it first
+        # runs (busy() counts wall time, so a short one queued behind the others could end
+        # in its first slice, unpreempted: 7 of 8 on a loaded box).
+        hs = [rt.spawn(ns["busy"], 0.4) for _ in range(8)]
         lat = []
         t = rt.spawn(ticker, lat, time.monotonic(), ticks=10, period=0.02)
         t.join(timeout=JOIN_TIMEOUT)
